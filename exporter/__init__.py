@@ -1,0 +1,19 @@
+"""Hugging Face BERT-family models to ONNX (installed as ``bytetx.exporter``)."""
+
+from .configs import EXPORT_CONFIGS, EncoderExportConfig, UnsupportedModelError, export_config_for
+from .hf_export import DEFAULT_OPSET, ExportError, LoadedModel, export_to_onnx, load_hf_model
+from .model_io import load_onnx, save_onnx_atomic
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "EXPORT_CONFIGS",
+    "EncoderExportConfig",
+    "ExportError",
+    "LoadedModel",
+    "UnsupportedModelError",
+    "export_config_for",
+    "export_to_onnx",
+    "load_hf_model",
+    "load_onnx",
+    "save_onnx_atomic",
+]

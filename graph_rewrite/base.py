@@ -1,0 +1,76 @@
+"""What every rewrite pass shares: its report, its error, and the constant helpers of matching."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+BYTETX_DOMAIN = "com.bytetx"
+
+# Names of the packed-layout tensors that FuseAttention's nodes read and PackTokens produces.
+CU_SEQLENS = "bytetx_cu_seqlens"
+TOKEN_OFFSET = "bytetx_token_offset"
+
+
+class RewriteError(ValueError):
+    """The graph does not have the structure a pass needs; the message says where matching stopped."""
+
+
+@dataclass
+class PassReport:
+    """What one pass changed: a count and one line per change."""
+
+    name: str
+    changed: int = 0
+    details: list[str] = field(default_factory=list)
+
+    def add(self, detail: str) -> None:
+        self.changed += 1
+        self.details.append(detail)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.changed} change(s)" + "".join(f"\n  - {d}" for d in self.details)
+
+
+class GraphPass:
+    """A pattern and its replacement over an onnx-graphsurgeon graph. Running it twice changes nothing."""
+
+    name = "pass"
+
+    def run(self, graph: gs.Graph) -> PassReport:
+        raise NotImplementedError
+
+
+def producer(tensor: gs.Tensor) -> gs.Node | None:
+    """The node writing ``tensor``, or None for graph inputs and initializers."""
+    return tensor.inputs[0] if tensor.inputs else None
+
+
+def constant_value(tensor: gs.Tensor) -> np.ndarray | None:
+    """The value of an initializer, a Constant node or an Identity of one (ALBERT's shared weights);
+    None for computed tensors."""
+    if isinstance(tensor, gs.Constant):
+        return np.asarray(tensor.values)
+    node = producer(tensor)
+    if node is None:
+        return None
+    if node.op == "Constant" and "value" in node.attrs:
+        value = node.attrs["value"]
+        return np.asarray(value.values if isinstance(value, gs.Constant) else value)
+    if node.op == "Identity":
+        return constant_value(node.inputs[0])
+    return None
+
+
+def scalar_value(tensor: gs.Tensor) -> float | None:
+    """The value of a one-element constant, else None."""
+    value = constant_value(tensor)
+    if value is None or value.size != 1:
+        return None
+    return float(value.reshape(()))
+
+
+def describe(node: gs.Node) -> str:
+    return f"{node.op} node '{node.name}'"

@@ -1,0 +1,283 @@
+"""FuseAttention: each self-attention block becomes one QKV MatMul and a ``FusedMHA`` node.
+
+Pattern (anchored on Softmax), as torch.onnx (TorchScript and dynamo, eager and SDPA attention) and
+Optimum write it:
+
+    X -> MatMul(Wq) -> Add(bq) -> Reshape/Transpose [-> Mul(c)] --\
+    X -> MatMul(Wk) -> Add(bk) -> Reshape/Transpose [-> Mul(c)] --> MatMul -> [Mul/Div(c)] -> Add(mask)
+                                                                    -> Softmax -> MatMul -> Transpose/Reshape -> C
+    X -> MatMul(Wv) -> Add(bv) -> Reshape/Transpose -------------------------------/
+
+Replacement: ``C = FusedMHA(MatMul(X, [Wq|Wk|Wv]), [bq|bk|bv], cu_seqlens, token_offset)``. The mask
+subgraph and the per-head reshapes become dead; the pipeline's cleanup drops them. ``cu_seqlens`` and
+``token_offset`` are produced by the PackTokens pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from .base import (
+    BYTETX_DOMAIN,
+    CU_SEQLENS,
+    TOKEN_OFFSET,
+    GraphPass,
+    PassReport,
+    RewriteError,
+    constant_value,
+    describe,
+    producer,
+    scalar_value,
+)
+
+# Ops that only move a head's data around between the projection and the score MatMul.
+_LAYOUT_OPS = {"Reshape", "Transpose", "Cast", "Identity", "Squeeze", "Unsqueeze"}
+# Ops between Softmax and the context MatMul that leave the probabilities unchanged at inference.
+_PROBABILITY_PASSTHROUGH = {"Cast", "Identity", "Dropout"}
+# At most this many nodes between a Softmax and its score MatMul (scale, mask add, casts).
+_MAX_SCORE_PATH = 8
+
+
+@dataclass
+class Projection:
+    """``x @ weight + bias``, one of Q, K, V."""
+
+    x: gs.Tensor
+    weight: np.ndarray
+    bias: np.ndarray | None
+
+
+@dataclass
+class AttentionMatch:
+    layer: int
+    softmax: gs.Node
+    q: Projection
+    k: Projection
+    v: Projection
+    context: gs.Tensor  # [B, S, H] input of the output projection
+    scale: float
+    num_heads: int
+
+
+def _fail(layer: int, node: gs.Node, why: str) -> RewriteError:
+    return RewriteError(f"attention block {layer}: matching stopped at {describe(node)}: {why}")
+
+
+def _split_constant(node: gs.Node) -> tuple[float | None, gs.Tensor | None, int]:
+    """For a binary node with one scalar-constant input: (constant, other input, index of constant)."""
+    for index in (1, 0):
+        value = scalar_value(node.inputs[index])
+        if value is not None:
+            return value, node.inputs[1 - index], index
+    return None, None, -1
+
+
+def _trace_projection(tensor: gs.Tensor, layer: int, what: str) -> tuple[Projection, float]:
+    """Walk up from a Q/K/V operand of an attention MatMul to its projection; also return the scale
+    factors met on the way (SDPA exports scale Q and K by sqrt(scale) each)."""
+    scale = 1.0
+    while True:
+        node = producer(tensor)
+        if node is None:
+            raise RewriteError(
+                f"attention block {layer}: the {what} path reaches graph input '{tensor.name}' "
+                "without a projection MatMul"
+            )
+        if node.op in _LAYOUT_OPS:
+            tensor = node.inputs[0]
+            continue
+        if node.op in ("Mul", "Div"):
+            value, other, index = _split_constant(node)
+            if value is None or (node.op == "Div" and index != 1):
+                raise _fail(layer, node, f"the {what} path is scaled by a non-constant")
+            scale *= value if node.op == "Mul" else 1.0 / value
+            tensor = other
+            continue
+        if node.op == "Add":
+            for bias_index in (1, 0):
+                bias = constant_value(node.inputs[bias_index])
+                matmul = producer(node.inputs[1 - bias_index])
+                if bias is not None and bias.ndim == 1 and matmul is not None and matmul.op == "MatMul":
+                    projection = _projection_from_matmul(matmul, bias, layer, what)
+                    return projection, scale
+            raise _fail(layer, node, f"the {what} path has an Add that is not a projection bias")
+        if node.op == "MatMul":
+            return _projection_from_matmul(node, None, layer, what), scale
+        raise _fail(layer, node, f"unexpected op on the {what} path")
+
+
+def _projection_from_matmul(node: gs.Node, bias: np.ndarray | None, layer: int, what: str) -> Projection:
+    weight = constant_value(node.inputs[1])
+    if weight is None or weight.ndim != 2:
+        raise _fail(layer, node, f"the {what} projection weight is not a constant matrix")
+    if bias is not None and bias.shape != (weight.shape[1],):
+        raise _fail(layer, node, f"the {what} bias has shape {bias.shape}, expected ({weight.shape[1]},)")
+    return Projection(node.inputs[0], weight, bias)
+
+
+def _leads_to_score_matmul(tensor: gs.Tensor, depth: int) -> bool:
+    node = producer(tensor)
+    if node is None or depth == 0:
+        return False
+    if node.op == "MatMul":
+        return constant_value(node.inputs[1]) is None
+    if node.op in ("Mul", "Div", "Cast", "Identity"):
+        return any(_leads_to_score_matmul(t, depth - 1) for t in node.inputs if constant_value(t) is None)
+    if node.op in ("Add", "Where"):
+        return any(_leads_to_score_matmul(t, depth - 1) for t in node.inputs)
+    return False
+
+
+def _find_score_matmul(softmax: gs.Node, layer: int) -> tuple[gs.Node, float]:
+    """From Softmax up to ``Q @ K^T``, past the scale and the additive mask."""
+    tensor, scale = softmax.inputs[0], 1.0
+    for _ in range(_MAX_SCORE_PATH):
+        node = producer(tensor)
+        if node is None:
+            break
+        if node.op == "MatMul" and constant_value(node.inputs[1]) is None:
+            return node, scale
+        if node.op in ("Mul", "Div"):
+            value, other, index = _split_constant(node)
+            if value is not None and not (node.op == "Div" and index != 1):
+                scale *= value if node.op == "Mul" else 1.0 / value
+                tensor = other
+                continue
+        if node.op in ("Cast", "Identity"):
+            tensor = node.inputs[0]
+            continue
+        if node.op in ("Add", "Where"):
+            data = [t for t in node.inputs if _leads_to_score_matmul(t, _MAX_SCORE_PATH)]
+            if len(data) == 1:
+                tensor = data[0]
+                continue
+        raise _fail(layer, node, "expected the scale or the attention mask between scores and Softmax")
+    raise _fail(layer, softmax, "no Q.K^T MatMul above this Softmax")
+
+
+def _find_context_matmul(softmax: gs.Node, layer: int) -> gs.Node:
+    """From Softmax down to ``P @ V``, past casts, dropout and the NaN guard that SDPA exports add."""
+    tensor = softmax.outputs[0]
+    for _ in range(_MAX_SCORE_PATH):
+        step = None
+        for consumer in tensor.outputs:
+            if consumer.op == "MatMul" and consumer.inputs[0] is tensor:
+                return consumer
+            if consumer.op in _PROBABILITY_PASSTHROUGH and consumer.inputs[0] is tensor:
+                step = consumer
+            elif consumer.op == "Where" and tensor in consumer.inputs[1:]:
+                step = consumer
+        if step is None:
+            break
+        tensor = step.outputs[0]
+    raise _fail(layer, softmax, "no probabilities @ V MatMul below this Softmax")
+
+
+def _find_context_output(context_matmul: gs.Node, layer: int) -> gs.Tensor:
+    """From ``P @ V`` down through the head merge to the [B, S, H] input of the output projection."""
+    tensor = context_matmul.outputs[0]
+    while True:
+        users = [c for c in tensor.outputs if c.op != "Shape"]
+        if len(users) != 1:
+            raise _fail(layer, context_matmul, f"the context '{tensor.name}' has {len(users)} data users")
+        user = users[0]
+        if user.op in _LAYOUT_OPS and user.inputs[0] is tensor:
+            tensor = user.outputs[0]
+            continue
+        if user.op == "MatMul" and user.inputs[0] is tensor and constant_value(user.inputs[1]) is not None:
+            return tensor
+        raise _fail(layer, user, "expected the head merge and the output projection after P @ V")
+
+
+def _content_key(*projections: Projection) -> bytes:
+    digest = hashlib.sha1()
+    for p in projections:
+        for array in (p.weight, p.bias):
+            if array is not None:
+                digest.update(str(array.shape).encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.digest()
+
+
+class FuseAttention(GraphPass):
+    """Replace every BERT-style self-attention block by a QKV MatMul and ``FusedMHA``.
+
+    ``num_heads_by_layer`` gives each block's head count in graph order (symbolic shape inference
+    of the original model finds it; see pipeline.py).
+    """
+
+    name = "FuseAttention"
+
+    def __init__(self, num_heads_by_layer: dict[str, int]):
+        self.num_heads_by_softmax = num_heads_by_layer
+
+    def match(self, graph: gs.Graph) -> list[AttentionMatch]:
+        matches = []
+        softmaxes = [n for n in graph.nodes if n.op == "Softmax"]
+        for layer, softmax in enumerate(softmaxes):
+            if softmax.attrs.get("axis", -1) not in (-1, 3):
+                raise _fail(layer, softmax, "softmax is not over the key axis")
+            score_matmul, scale = _find_score_matmul(softmax, layer)
+            q, q_scale = _trace_projection(score_matmul.inputs[0], layer, "query")
+            k, k_scale = _trace_projection(score_matmul.inputs[1], layer, "key")
+            context_matmul = _find_context_matmul(softmax, layer)
+            v, _ = _trace_projection(context_matmul.inputs[1], layer, "value")
+            if not (q.x is k.x is v.x):
+                raise _fail(layer, softmax, "query, key and value are projected from different tensors")
+            if not (q.weight.shape == k.weight.shape == v.weight.shape):
+                raise _fail(layer, softmax, "query, key and value projections differ in shape")
+            num_heads = self.num_heads_by_softmax.get(softmax.name)
+            if num_heads is None:
+                raise _fail(layer, softmax, "the number of heads is unknown (pass num_heads)")
+            if q.weight.shape[1] % num_heads:
+                raise _fail(layer, softmax, f"hidden size {q.weight.shape[1]} is not a multiple of {num_heads} heads")
+            context = _find_context_output(context_matmul, layer)
+            matches.append(
+                AttentionMatch(layer, softmax, q, k, v, context, scale * q_scale * k_scale, num_heads)
+            )
+        return matches
+
+    def run(self, graph: gs.Graph) -> PassReport:
+        report = PassReport(self.name)
+        matches = self.match(graph)
+        if not matches:
+            return report
+        tensors = graph.tensors()
+        cu_seqlens = tensors.get(CU_SEQLENS) or gs.Variable(CU_SEQLENS, dtype=np.int32)
+        token_offset = tensors.get(TOKEN_OFFSET) or gs.Variable(TOKEN_OFFSET, dtype=np.int32)
+        merged: dict[bytes, tuple[gs.Constant, gs.Constant]] = {}
+        for m in matches:
+            # Layers that share weights (ALBERT) share one merged copy, whatever the export named them.
+            key = _content_key(m.q, m.k, m.v)
+            if key not in merged:
+                weight = np.concatenate([m.q.weight, m.k.weight, m.v.weight], axis=1)
+                bias = np.concatenate([p.bias if p.bias is not None else np.zeros(p.weight.shape[1], p.weight.dtype)
+                                       for p in (m.q, m.k, m.v)])
+                merged[key] = (
+                    gs.Constant(f"bytetx_qkv_weight_{len(merged)}", np.ascontiguousarray(weight)),
+                    gs.Constant(f"bytetx_qkv_bias_{len(merged)}", np.ascontiguousarray(bias)),
+                )
+            weight, bias = merged[key]
+            prefix = f"bytetx/attention_{m.layer}"
+            qkv = gs.Variable(f"{prefix}/qkv", dtype=m.q.weight.dtype)
+            m.context.inputs.clear()
+            graph.nodes.append(gs.Node("MatMul", f"{prefix}/QkvMatMul", inputs=[m.q.x, weight], outputs=[qkv]))
+            graph.nodes.append(
+                gs.Node(
+                    "FusedMHA",
+                    f"{prefix}/FusedMHA",
+                    attrs={"num_heads": m.num_heads, "scale": float(m.scale)},
+                    inputs=[qkv, bias, cu_seqlens, token_offset],
+                    outputs=[m.context],
+                    domain=BYTETX_DOMAIN,
+                )
+            )
+            report.add(
+                f"block {m.layer} ({m.softmax.name}): {m.num_heads} heads, head size "
+                f"{m.q.weight.shape[1] // m.num_heads}, scale {m.scale:.6g}"
+            )
+        return report

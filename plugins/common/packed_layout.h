@@ -1,0 +1,116 @@
+// The packed (padding-free) layout, defined once for every op and backend (docs/ops.md is the
+// contract). A padded batch [B, S, H] with an attention mask [B, S] of 0/1 values packs into:
+//
+//   tokens        [T, H]   the valid tokens (mask 1) of row 0 in position order, then row 1, ...;
+//                          T is the number of ones in the mask.
+//   cu_seqlens    [B + 1]  int32; cu_seqlens[0] = 0, cu_seqlens[b + 1] = cu_seqlens[b] + len_b, so
+//                          sequence b owns tokens [cu_seqlens[b], cu_seqlens[b + 1]) and
+//                          cu_seqlens[B] = T.
+//   token_offset  [B, S]   int32, read flat (B * S entries): entry t < T is the flat padded position
+//                          b * S + s of packed token t; entries T .. B*S-1 are the flat positions of
+//                          the padding slots in increasing order. S bounds every sequence length.
+//
+// Valid tokens need not be contiguous in a row (left padding, holes): positions were already added
+// by the embeddings and attention among a row's tokens does not depend on where they sat.
+//
+// The validators below check values that come from outside (graph inputs, other ops) before any
+// kernel trusts them; their messages name the contract's input names and the rule broken, and the
+// framework shell prefixes the op name. Plain C++ only, so CUDA launchers can reuse them on host
+// copies.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "common/checks.h"
+
+namespace bytetx::packed {
+
+// token_offset and cu_seqlens hold int32 values, so the padded batch must have at most this many
+// slots (B * S).
+constexpr int64_t kMaxSlots = std::numeric_limits<int32_t>::max();
+
+// B * S fits the int32 entries of token_offset. `input` names the tensor whose shape gave B and S.
+inline Status ValidateSlotCount(int64_t batch, int64_t seq_len, const char* input) {
+  BYTETX_CHECK(batch >= 0 && seq_len >= 0, "input '", input, "' has a negative dimension");
+  BYTETX_CHECK(seq_len == 0 || batch <= kMaxSlots / seq_len, "input '", input, "' has B * S = ", batch,
+               " * ", seq_len, " padded slots, more than int32 token offsets can address (", kMaxSlots,
+               ")");
+  return Status::Ok();
+}
+
+// Every mask value is 0 or 1; on success *num_tokens is T, the number of ones.
+template <typename MaskT>
+Status ValidateAttentionMask(const MaskT* mask, int64_t batch, int64_t seq_len, int64_t* num_tokens) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < batch * seq_len; ++i) {
+    BYTETX_CHECK(mask[i] == 0 || mask[i] == 1, "input 'attention_mask' must hold only 0 or 1, but ",
+                 "attention_mask[", i / seq_len, ", ", i % seq_len, "]=", static_cast<int64_t>(mask[i]));
+    count += mask[i];
+  }
+  *num_tokens = count;
+  return Status::Ok();
+}
+
+// Fills cu_seqlens [B + 1] and token_offset [B, S] from a mask that passed ValidateAttentionMask.
+template <typename MaskT>
+void BuildPackedLayout(const MaskT* mask, int64_t batch, int64_t seq_len, int32_t* cu_seqlens,
+                       int32_t* token_offset) {
+  cu_seqlens[0] = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    int32_t len = 0;
+    for (int64_t s = 0; s < seq_len; ++s) {
+      len += static_cast<int32_t>(mask[b * seq_len + s]);
+    }
+    cu_seqlens[b + 1] = cu_seqlens[b] + len;
+  }
+  // Valid slots take entries [0, T) in flat order, padding slots [T, B*S) in flat order.
+  int32_t next_token = 0;
+  int32_t next_pad = cu_seqlens[batch];
+  for (int64_t i = 0; i < batch * seq_len; ++i) {
+    token_offset[mask[i] != 0 ? next_token++ : next_pad++] = static_cast<int32_t>(i);
+  }
+}
+
+// cu_seqlens [B + 1] describes B sequences of lengths in [0, max_seq_len] covering exactly
+// num_tokens packed tokens.
+inline Status ValidateCuSeqlens(const int32_t* cu_seqlens, int64_t batch, int64_t max_seq_len,
+                                int64_t num_tokens) {
+  BYTETX_CHECK(cu_seqlens[0] == 0, "input 'cu_seqlens' must start at 0, but cu_seqlens[0]=", cu_seqlens[0]);
+  for (int64_t b = 0; b < batch; ++b) {
+    BYTETX_CHECK(cu_seqlens[b + 1] >= cu_seqlens[b], "input 'cu_seqlens' must be non-decreasing, but ",
+                 "cu_seqlens[", b + 1, "]=", cu_seqlens[b + 1], " < cu_seqlens[", b, "]=", cu_seqlens[b]);
+    const int64_t len = static_cast<int64_t>(cu_seqlens[b + 1]) - cu_seqlens[b];
+    BYTETX_CHECK(len <= max_seq_len, "input 'cu_seqlens' gives sequence ", b, " length ", len,
+                 " (cu_seqlens[", b + 1, "] - cu_seqlens[", b, "]), more than the padded length S=",
+                 max_seq_len, " of 'token_offset'");
+  }
+  BYTETX_CHECK(cu_seqlens[batch] == num_tokens, "input 'cu_seqlens' must end at the number of packed ",
+               "tokens T=", num_tokens, ", but cu_seqlens[", batch, "]=", cu_seqlens[batch]);
+  return Status::Ok();
+}
+
+// The first num_tokens entries of token_offset are distinct flat positions in [0, num_slots).
+inline Status ValidateTokenOffset(const int32_t* token_offset, int64_t num_slots, int64_t num_tokens) {
+  BYTETX_CHECK(num_tokens <= num_slots, "there are more packed tokens (T=", num_tokens,
+               ") than padded slots in 'token_offset' (B * S=", num_slots, ")");
+  std::vector<bool> taken(static_cast<size_t>(num_slots), false);
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const int32_t slot = token_offset[t];
+    BYTETX_CHECK(slot >= 0 && slot < num_slots, "input 'token_offset' entries t < T must lie in [0, B * S=",
+                 num_slots, "), but token_offset[", t, "]=", slot);
+    if (taken[static_cast<size_t>(slot)]) {
+      int64_t first = 0;
+      while (token_offset[first] != slot) {
+        ++first;
+      }
+      return Status::Invalid(StrCat("input 'token_offset' entries t < T must be distinct, but ",
+                                    "token_offset[", t, "]=token_offset[", first, "]=", slot));
+    }
+    taken[static_cast<size_t>(slot)] = true;
+  }
+  return Status::Ok();
+}
+
+}  // namespace bytetx::packed

@@ -1,0 +1,79 @@
+"""Tiny ONNX models around the com.bytetx ops, with unranked graph inputs so that every check at run
+time is the op's own (ONNX Runtime would otherwise reject bad shapes before the op sees them)."""
+
+from __future__ import annotations
+
+import onnx
+from onnx import TensorProto, helper
+
+DOMAIN = "com.bytetx"
+FLOAT = TensorProto.FLOAT
+INT32 = TensorProto.INT32
+INT64 = TensorProto.INT64
+
+
+def _model(nodes: list[onnx.NodeProto], inputs: dict[str, int], outputs: dict[str, int]) -> bytes:
+    graph = helper.make_graph(
+        nodes,
+        "bytetx_op_test",
+        [helper.make_tensor_value_info(name, dtype, None) for name, dtype in inputs.items()],
+        [helper.make_tensor_value_info(name, dtype, None) for name, dtype in outputs.items()],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)], ir_version=10
+    )
+    return model.SerializeToString()
+
+
+def _remove_padding(padded: str) -> onnx.NodeProto:
+    outputs = ["packed", "cu_seqlens", "token_offset"]
+    return helper.make_node("RemovePadding", [padded, "attention_mask"], outputs, domain=DOMAIN)
+
+
+def _rebuild_padding(packed: str) -> onnx.NodeProto:
+    return helper.make_node("RebuildPadding", [packed, "token_offset"], ["output"], domain=DOMAIN)
+
+
+def _fused_mha(qkv: str, with_bias: bool, num_heads: int | None, scale: float | int | None) -> onnx.NodeProto:
+    """``num_heads=None`` or ``scale=None`` leaves the attribute out."""
+    attrs = {name: value for name, value in [("num_heads", num_heads), ("scale", scale)] if value is not None}
+    inputs = [qkv, "qkv_bias" if with_bias else "", "cu_seqlens", "token_offset"]
+    return helper.make_node("FusedMHA", inputs, ["context"], domain=DOMAIN, **attrs)
+
+
+def remove_padding_model(mask_type: int = INT64) -> bytes:
+    return _model(
+        [_remove_padding("input")],
+        {"input": FLOAT, "attention_mask": mask_type},
+        {"packed": FLOAT, "cu_seqlens": INT32, "token_offset": INT32},
+    )
+
+
+def rebuild_padding_model() -> bytes:
+    return _model([_rebuild_padding("packed")], {"packed": FLOAT, "token_offset": INT32}, {"output": FLOAT})
+
+
+def fused_mha_model(num_heads: int | None, scale: float | int | None = None, with_bias: bool = True) -> bytes:
+    inputs = {"qkv": FLOAT, "qkv_bias": FLOAT, "cu_seqlens": INT32, "token_offset": INT32}
+    if not with_bias:
+        del inputs["qkv_bias"]
+    return _model([_fused_mha("qkv", with_bias, num_heads, scale)], inputs, {"context": FLOAT})
+
+
+def round_trip_model(mask_type: int = INT64) -> bytes:
+    """RemovePadding -> RebuildPadding."""
+    nodes = [_remove_padding("input"), _rebuild_padding("packed")]
+    return _model(nodes, {"input": FLOAT, "attention_mask": mask_type}, {"output": FLOAT})
+
+
+def pipeline_model(num_heads: int, scale: float | None = None, with_bias: bool = True) -> bytes:
+    """RemovePadding -> FusedMHA -> RebuildPadding on a padded ``qkv [B, S, 3H]``."""
+    nodes = [
+        _remove_padding("qkv"),
+        _fused_mha("packed", with_bias, num_heads, scale),
+        _rebuild_padding("context"),
+    ]
+    inputs = {"qkv": FLOAT, "qkv_bias": FLOAT, "attention_mask": INT64}
+    if not with_bias:
+        del inputs["qkv_bias"]
+    return _model(nodes, inputs, {"output": FLOAT})
