@@ -3,6 +3,7 @@
 from .configs import EXPORT_CONFIGS, EncoderExportConfig, UnsupportedModelError, export_config_for
 from .hf_export import DEFAULT_OPSET, ExportError, LoadedModel, export_to_onnx, load_hf_model
 from .model_io import load_onnx, save_onnx_atomic
+from .precision import to_float16
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -16,4 +17,5 @@ __all__ = [
     "load_hf_model",
     "load_onnx",
     "save_onnx_atomic",
+    "to_float16",
 ]

@@ -77,7 +77,12 @@ def rewrite_padding_free(
         graph.cleanup().toposort()
     rewritten = gs.export_onnx(graph)
     _set_opset(rewritten)
+    # ONNX cannot infer through the bytetx ops: keep the types and shapes the passes gave their
+    # outputs, and infer the rest anew from them.
+    custom_outputs = {name for node in rewritten.graph.node if node.domain == BYTETX_DOMAIN for name in node.output}
+    kept = [info for info in rewritten.graph.value_info if info.name in custom_outputs]
     del rewritten.graph.value_info[:]
+    rewritten.graph.value_info.extend(kept)
     rewritten = onnx.shape_inference.infer_shapes(rewritten, strict_mode=False)
     onnx.checker.check_model(rewritten)
     return rewritten, reports

@@ -25,11 +25,16 @@ typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
 typedef int32_t IntVec __attribute__((vector_size(kLanes * sizeof(int32_t))));
 typedef uint32_t UintVec __attribute__((vector_size(kLanes * sizeof(uint32_t))));
 
-// Query rows that share every load of K or V in the matrix products.
-constexpr int kTileRows = 4;
-// Query rows per task: long sequences split into several tasks so that even batch 1 keeps all
-// threads busy, while each task still amortizes gathering its sequence's K and V.
-constexpr int64_t kMaxChunkRows = 64;
+// The register tile of the matrix products: kTileRows query rows x kTileVectors vectors of
+// columns. 8 x 2 keeps 16 accumulators and two rows of the right operand in registers, so each step
+// of the depth loop issues 16 FMAs for 10 loads and broadcasts: arithmetic-bound on AVX-512.
+constexpr int kTileRows = 8;
+constexpr int kTileVectors = 2;
+// Query rows whose scores are held at once: a block's scores stay in L2 for the P * V product.
+constexpr int64_t kBlockRows = 64;
+// Fewer (sequence, head) pairs than this are split into row ranges so that small batches keep every
+// thread busy; larger batches give each task a whole head, so K and V are gathered once per head.
+constexpr int64_t kMinTasks = 32;
 
 BYTETX_ALWAYS_INLINE Vec Load(const float* src) {
   Vec v;
@@ -75,20 +80,51 @@ BYTETX_ALWAYS_INLINE Vec Exp(const Vec& in) {
   return underflow ? Splat(0.0f) : poly * (Vec)exponent;
 }
 
-// c[i, j..j+16) = sum_k a[i, k] * b[k, j..j+16) for the R rows i of one tile. Every row goes
-// through the same operations in the same order whatever R is, so tiling never changes results.
-template <int R>
+// c[i, j .. j + 16 * V) = sum_k a[i, k] * b[k, j .. j + 16 * V) for the R rows i of one tile. Every
+// element goes through the same operations in the same order whatever R and V are, so tiling never
+// changes results.
+template <int R, int V>
 BYTETX_ALWAYS_INLINE void GemmTile(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t depth,
                                    float* c, int64_t ldc) {
-  Vec acc[R] = {};
+  Vec acc[R][V] = {};
   for (int64_t k = 0; k < depth; ++k) {
-    const Vec bk = Load(b + k * ldb);
+    Vec bk[V];
+    for (int v = 0; v < V; ++v) {
+      bk[v] = Load(b + k * ldb + v * kLanes);
+    }
     for (int r = 0; r < R; ++r) {
-      acc[r] += a[r * lda + k] * bk;
+      const float ar = a[r * lda + k];
+      for (int v = 0; v < V; ++v) {
+        acc[r][v] += ar * bk[v];
+      }
     }
   }
   for (int r = 0; r < R; ++r) {
-    Store(c + r * ldc, acc[r]);
+    for (int v = 0; v < V; ++v) {
+      Store(c + r * ldc + v * kLanes, acc[r][v]);
+    }
+  }
+}
+
+// All rows of one strip of V vectors of columns: full tiles of kTileRows, then the remaining rows.
+template <int V>
+BYTETX_ALWAYS_INLINE void GemmStrip(int64_t rows, int64_t depth, const float* a, int64_t lda, const float* b,
+                                    int64_t ldb, float* c, int64_t ldc) {
+  int64_t i = 0;
+  for (; i + kTileRows <= rows; i += kTileRows) {
+    GemmTile<kTileRows, V>(a + i * lda, lda, b, ldb, depth, c + i * ldc, ldc);
+  }
+  const float* a_rest = a + i * lda;
+  float* c_rest = c + i * ldc;
+  switch (rows - i) {
+    case 7: GemmTile<7, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
+    case 6: GemmTile<6, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
+    case 5: GemmTile<5, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
+    case 4: GemmTile<4, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
+    case 3: GemmTile<3, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
+    case 2: GemmTile<2, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
+    case 1: GemmTile<1, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
+    default: break;
   }
 }
 
@@ -97,24 +133,13 @@ BYTETX_ALWAYS_INLINE void GemmTile(const float* a, int64_t lda, const float* b, 
 BYTETX_TARGET_CLONES
 void Gemm(int64_t rows, int64_t cols, int64_t depth, const float* a, int64_t lda, const float* b, int64_t ldb,
           float* c, int64_t ldc) {
-  for (int64_t j = 0; j < cols; j += kLanes) {
-    int64_t i = 0;
-    for (; i + kTileRows <= rows; i += kTileRows) {
-      GemmTile<kTileRows>(a + i * lda, lda, b + j, ldb, depth, c + i * ldc + j, ldc);
-    }
-    switch (rows - i) {
-      case 3:
-        GemmTile<3>(a + i * lda, lda, b + j, ldb, depth, c + i * ldc + j, ldc);
-        break;
-      case 2:
-        GemmTile<2>(a + i * lda, lda, b + j, ldb, depth, c + i * ldc + j, ldc);
-        break;
-      case 1:
-        GemmTile<1>(a + i * lda, lda, b + j, ldb, depth, c + i * ldc + j, ldc);
-        break;
-      default:
-        break;
-    }
+  constexpr int64_t kStrip = kTileVectors * kLanes;
+  int64_t j = 0;
+  for (; j + kStrip <= cols; j += kStrip) {
+    GemmStrip<kTileVectors>(rows, depth, a, lda, b + j, ldb, c + j, ldc);
+  }
+  for (; j < cols; j += kLanes) {
+    GemmStrip<1>(rows, depth, a, lda, b + j, ldb, c + j, ldc);
   }
 }
 
@@ -178,12 +203,13 @@ Scratch& ThreadScratch() {
   return scratch;
 }
 
+BYTETX_TARGET_CLONES
 void RunTask(const FusedMHAParams& p, const float* bias, const Task& task) {
   const int64_t d = p.head_size;
   const int64_t hidden = p.num_heads * d;
   const int64_t first = p.cu_seqlens[task.sequence];
   const int64_t len = p.cu_seqlens[task.sequence + 1] - first;
-  const int64_t rows = task.row_end - task.row_begin;
+  const int64_t block_rows = std::min(kBlockRows, task.row_end - task.row_begin);
   const int64_t padded_len = RoundUp(len, kLanes);
   const int64_t padded_d = RoundUp(d, kLanes);
   const int64_t len_stride = RowStride(padded_len);
@@ -194,19 +220,13 @@ void RunTask(const FusedMHAParams& p, const float* bias, const Task& task) {
   const float* seq_q = p.qkv + first * 3 * hidden + task.head * d;
 
   Scratch& s = ThreadScratch();
-  float* q = Scratch::Grow(s.q, rows * d);
+  float* q = Scratch::Grow(s.q, block_rows * d);
   float* k_t = Scratch::Grow(s.k_t, d * len_stride);
   float* v = Scratch::Grow(s.v, len * d_stride);
-  float* scores = Scratch::Grow(s.scores, rows * len_stride);
-  float* out = Scratch::Grow(s.out, rows * d_stride);
-  float* sums = Scratch::Grow(s.sums, rows);
+  float* scores = Scratch::Grow(s.scores, block_rows * len_stride);
+  float* out = Scratch::Grow(s.out, block_rows * d_stride);
+  float* sums = Scratch::Grow(s.sums, block_rows);
 
-  for (int64_t i = 0; i < rows; ++i) {
-    const float* src = seq_q + (task.row_begin + i) * 3 * hidden;
-    for (int64_t c = 0; c < d; ++c) {
-      q[i * d + c] = (src[c] + bias_q[c]) * p.scale;
-    }
-  }
   for (int64_t j = 0; j < len; ++j) {
     const float* src_k = seq_q + j * 3 * hidden + hidden;
     const float* src_v = src_k + hidden;
@@ -220,16 +240,24 @@ void RunTask(const FusedMHAParams& p, const float* bias, const Task& task) {
     std::fill(k_t + c * len_stride + len, k_t + c * len_stride + padded_len, 0.0f);
   }
 
-  Gemm(rows, padded_len, d, q, d, k_t, len_stride, scores, len_stride);
-  for (int64_t i = 0; i < rows; ++i) {
-    sums[i] = SoftmaxNumerator(scores + i * len_stride, len, padded_len);
-  }
-  Gemm(rows, padded_d, len, scores, len_stride, v, d_stride, out, d_stride);
-
-  for (int64_t i = 0; i < rows; ++i) {
-    float* dst = p.context + (first + task.row_begin + i) * hidden + task.head * d;
-    for (int64_t c = 0; c < d; ++c) {
-      dst[c] = out[i * d_stride + c] / sums[i];
+  for (int64_t row_begin = task.row_begin; row_begin < task.row_end; row_begin += block_rows) {
+    const int64_t rows = std::min(block_rows, task.row_end - row_begin);
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* src = seq_q + (row_begin + i) * 3 * hidden;
+      for (int64_t c = 0; c < d; ++c) {
+        q[i * d + c] = (src[c] + bias_q[c]) * p.scale;
+      }
+    }
+    Gemm(rows, padded_len, d, q, d, k_t, len_stride, scores, len_stride);
+    for (int64_t i = 0; i < rows; ++i) {
+      sums[i] = SoftmaxNumerator(scores + i * len_stride, len, padded_len);
+    }
+    Gemm(rows, padded_d, len, scores, len_stride, v, d_stride, out, d_stride);
+    for (int64_t i = 0; i < rows; ++i) {
+      float* dst = p.context + (first + row_begin + i) * hidden + task.head * d;
+      for (int64_t c = 0; c < d; ++c) {
+        dst[c] = out[i * d_stride + c] / sums[i];
+      }
     }
   }
 }
@@ -240,14 +268,20 @@ Status RunFusedMHA(const FusedMHAParams& p, const ParallelFor& parallel_for) {
   if (p.num_tokens == 0 || p.head_size == 0) {
     return Status::Ok();
   }
+  int64_t pairs = 0;
+  for (int64_t b = 0; b < p.batch; ++b) {
+    pairs += p.cu_seqlens[b + 1] > p.cu_seqlens[b] ? p.num_heads : 0;
+  }
+  // Row ranges change how rows are grouped, never the operations on a row (see GemmTile), so a
+  // sequence gives the same result in any batch.
+  const int64_t splits = pairs == 0 ? 1 : (kMinTasks + pairs - 1) / pairs;
   std::vector<Task> tasks;
   for (int64_t b = 0; b < p.batch; ++b) {
     const int64_t len = p.cu_seqlens[b + 1] - p.cu_seqlens[b];
     if (len == 0) {
       continue;
     }
-    // Even chunks, a function of len only, so a sequence is computed the same way in any batch.
-    const int64_t num_chunks = (len + kMaxChunkRows - 1) / kMaxChunkRows;
+    const int64_t num_chunks = std::min(splits, (len + kBlockRows - 1) / kBlockRows);
     const int64_t chunk_rows = (len + num_chunks - 1) / num_chunks;
     for (int64_t h = 0; h < p.num_heads; ++h) {
       for (int64_t row = 0; row < len; row += chunk_rows) {
