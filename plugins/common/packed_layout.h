@@ -31,9 +31,14 @@ namespace bytetx::packed {
 // slots (B * S).
 constexpr int64_t kMaxSlots = std::numeric_limits<int32_t>::max();
 
-// B * S fits the int32 entries of token_offset. `input` names the tensor whose shape gave B and S.
+// B * S fits the int32 entries of token_offset, and so do B and S on their own: cu_seqlens has B + 1
+// entries, and a tensor with a 0 dimension holds no data whatever its other dimension claims, so
+// B * S = 0 alone must not let B + 1 overflow or size a huge cu_seqlens. `input` names the tensor
+// whose shape gave B and S.
 inline Status ValidateSlotCount(int64_t batch, int64_t seq_len, const char* input) {
   BYTETX_CHECK(batch >= 0 && seq_len >= 0, "input '", input, "' has a negative dimension");
+  BYTETX_CHECK(batch <= kMaxSlots && seq_len <= kMaxSlots, "input '", input, "' has B=", batch, ", S=",
+               seq_len, ": each must be at most ", kMaxSlots, " (int32 token offsets and cu_seqlens)");
   BYTETX_CHECK(seq_len == 0 || batch <= kMaxSlots / seq_len, "input '", input, "' has B * S = ", batch,
                " * ", seq_len, " padded slots, more than int32 token offsets can address (", kMaxSlots,
                ")");

@@ -55,6 +55,7 @@ Status FusedMHAKernel::Compute(OrtKernelContext* context) const {
   BYTETX_RETURN_IF_ERROR(token_offset.ExpectRank(2, "[B, S]"));
   const int64_t batch = token_offset.dim(0);
   const int64_t max_seq_len = token_offset.dim(1);
+  BYTETX_RETURN_IF_ERROR(packed::ValidateSlotCount(batch, max_seq_len, "token_offset"));  // B + 1 below
   BYTETX_RETURN_IF_ERROR(cu_seqlens.ExpectType(ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32));
   BYTETX_RETURN_IF_ERROR(cu_seqlens.ExpectShape({batch + 1}, "[B + 1]", "(B from 'token_offset')"));
   BYTETX_RETURN_IF_ERROR(

@@ -1,10 +1,15 @@
 #include "ort/rebuild_padding_op.h"
 
+#include <limits>
+
 #include "common/packed_layout.h"
 #include "cpu/rebuild_padding.h"
 
 namespace bytetx::ort {
 namespace {
+
+// The most float32 elements whose byte count fits int64.
+constexpr int64_t kMaxOutputFloats = std::numeric_limits<int64_t>::max() / static_cast<int64_t>(sizeof(float));
 
 Status Compute(OrtKernelContext* context) {
   const Ort::KernelContext ctx(context);
@@ -20,6 +25,11 @@ Status Compute(OrtKernelContext* context) {
   const int64_t batch = token_offset.dim(0);
   const int64_t seq_len = token_offset.dim(1);
   BYTETX_RETURN_IF_ERROR(packed::ValidateSlotCount(batch, seq_len, "token_offset"));
+  // With T = 0, 'packed' holds no data whatever H it claims: the output size is checked here, not
+  // left to overflow in the allocator's or the kernel's arithmetic.
+  BYTETX_CHECK(hidden == 0 || batch * seq_len <= kMaxOutputFloats / hidden, "output [B, S, H] = [", batch,
+               ", ", seq_len, ", ", hidden, "] (B, S from 'token_offset', H from 'packed') is too large to ",
+               "address");
   BYTETX_RETURN_IF_ERROR(
       packed::ValidateTokenOffset(token_offset.Data<int32_t>(), batch * seq_len, num_tokens));
 

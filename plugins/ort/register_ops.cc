@@ -5,6 +5,9 @@
 #include "ort/fused_mha_op.h"
 #include "ort/rebuild_padding_op.h"
 #include "ort/remove_padding_op.h"
+#ifdef BYTETX_WITH_CUDA
+#include "ort/cuda_ops.h"
+#endif
 
 namespace bytetx::ort {
 namespace {
@@ -16,7 +19,14 @@ const std::vector<const OrtCustomOp*>& Ops() {
   static const RemovePaddingOp remove_padding;
   static const FusedMHAOp fused_mha;
   static const RebuildPaddingOp rebuild_padding;
-  static const std::vector<const OrtCustomOp*> ops = {&remove_padding, &fused_mha, &rebuild_padding};
+  static const std::vector<const OrtCustomOp*> ops = [] {
+    std::vector<const OrtCustomOp*> all = {&remove_padding, &fused_mha, &rebuild_padding};
+#ifdef BYTETX_WITH_CUDA
+    // libbytetx_ort_cuda.so: the same names for the CUDA execution provider (docs/ops.md).
+    all.insert(all.end(), CudaOps().begin(), CudaOps().end());
+#endif
+    return all;
+  }();
   return ops;
 }
 

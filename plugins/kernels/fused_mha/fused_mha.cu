@@ -1,0 +1,135 @@
+// LaunchFusedMHA: checks the parameters, picks the kernel (docs/kernels.md) and dispatches on dtype and
+// head size to the instantiations of fused_mha_<dtype>.cu.
+#include "kernels/fused_mha/fused_mha.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "kernels/common/launch.cuh"
+#include "kernels/fused_mha/fused_mha_kernels.cuh"
+
+namespace bytetx::cuda {
+namespace {
+
+using fused_mha::LaunchTyped;
+
+constexpr int64_t kMaxGridX = INT32_MAX;
+constexpr int64_t kMaxGridY = 65535;
+constexpr int kBFloat16WmmaCapability = 80;
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Tensor-core kernels exist for fp16 everywhere and for bf16 from sm_80 on.
+bool HasTensorCores(DataType dtype) {
+  return dtype == DataType::kFloat16 || (dtype == DataType::kBFloat16 && ComputeCapability() >= kBFloat16WmmaCapability);
+}
+
+// nullptr when the short-sequence kernel can run `p` on the current device, else why not.
+const char* ShortKernelUnfit(const FusedMHAParams& p) {
+  if (!HasTensorCores(p.dtype)) {
+    return "the short-sequence kernel needs fp16, or bf16 on sm_80 or newer";
+  }
+  if (p.max_seq_len > kFusedMHAShortMaxLen) {
+    return "the short-sequence kernel takes max_seq_len <= kFusedMHAShortMaxLen (128)";
+  }
+  const fused_mha::ShortLayout layout =
+      fused_mha::MakeShortLayout(static_cast<int>(p.head_size), static_cast<int>(p.max_seq_len), 2);
+  if (static_cast<size_t>(layout.total_bytes) > MaxSharedMemoryPerBlock()) {
+    return "the short-sequence kernel needs more shared memory than this device has per block";
+  }
+  return nullptr;
+}
+
+template <typename T>
+cudaError_t Dispatch(const FusedMHAParams& p, FusedMHAKernel kernel, bool tensor_cores, cudaStream_t stream) {
+  switch (p.head_size) {
+    case 32:
+      return LaunchTyped<T, 32>(p, kernel, tensor_cores, stream);
+    case 64:
+      return LaunchTyped<T, 64>(p, kernel, tensor_cores, stream);
+    case 128:
+      return LaunchTyped<T, 128>(p, kernel, tensor_cores, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace
+
+namespace fused_mha {
+extern template cudaError_t LaunchTyped<__half, 32>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
+extern template cudaError_t LaunchTyped<__half, 64>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
+extern template cudaError_t LaunchTyped<__half, 128>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
+extern template cudaError_t LaunchTyped<__nv_bfloat16, 32>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
+extern template cudaError_t LaunchTyped<__nv_bfloat16, 64>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
+extern template cudaError_t LaunchTyped<__nv_bfloat16, 128>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
+extern template cudaError_t LaunchTyped<float, 32>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
+extern template cudaError_t LaunchTyped<float, 64>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
+extern template cudaError_t LaunchTyped<float, 128>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
+}  // namespace fused_mha
+
+const char* CheckFusedMHAParams(const FusedMHAParams& p) {
+  if (p.dtype != DataType::kFloat32 && p.dtype != DataType::kFloat16 && p.dtype != DataType::kBFloat16) {
+    return "dtype must be float32, float16 or bfloat16";
+  }
+  if (p.head_size != 32 && p.head_size != 64 && p.head_size != 128) {
+    return "head_size must be 32, 64 or 128";
+  }
+  if (p.batch < 0 || p.max_seq_len < 0 || p.num_rows < 0 || p.num_heads < 1) {
+    return "batch, max_seq_len and num_rows must be >= 0 and num_heads >= 1";
+  }
+  if (p.num_heads > kMaxGridY) {
+    return "num_heads exceeds 65535";
+  }
+  if (3 * p.num_heads * p.head_size > INT32_MAX || p.max_seq_len > INT32_MAX) {
+    return "3 * hidden or max_seq_len exceeds the int32 range";
+  }
+  const int64_t tiles = (p.max_seq_len + fused_mha::kFmaBlockM - 1) / fused_mha::kFmaBlockM;
+  if (p.batch > 0 && tiles > kMaxGridX / p.batch) {
+    return "batch * max_seq_len is too large for one grid";
+  }
+  if (p.cu_seqlens == nullptr) {
+    return "cu_seqlens is null";
+  }
+  if (p.num_rows > 0 && (p.qkv == nullptr || p.context == nullptr)) {
+    return "qkv or context is null";
+  }
+  if (!Aligned16(p.qkv) || !Aligned16(p.qkv_bias) || !Aligned16(p.context)) {
+    return "qkv, qkv_bias and context must be 16-byte aligned";
+  }
+  if (p.kernel == FusedMHAKernel::kShort) {
+    return ShortKernelUnfit(p);
+  }
+  return nullptr;
+}
+
+FusedMHAKernel SelectFusedMHAKernel(const FusedMHAParams& p) {
+  if (p.kernel != FusedMHAKernel::kAuto) {
+    return p.kernel;
+  }
+  return ShortKernelUnfit(p) == nullptr ? FusedMHAKernel::kShort : FusedMHAKernel::kTiled;
+}
+
+cudaError_t LaunchFusedMHA(const FusedMHAParams& p, cudaStream_t stream) {
+  if (CheckFusedMHAParams(p) != nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.num_rows == 0 || p.batch == 0 || p.max_seq_len == 0) {
+    return cudaSuccess;  // no token
+  }
+  const FusedMHAKernel kernel = SelectFusedMHAKernel(p);
+  const bool tensor_cores = HasTensorCores(p.dtype);
+  switch (p.dtype) {
+    case DataType::kFloat16:
+      return Dispatch<__half>(p, kernel, tensor_cores, stream);
+    case DataType::kBFloat16:
+      return Dispatch<__nv_bfloat16>(p, kernel, tensor_cores, stream);
+    case DataType::kFloat32:
+      return Dispatch<float>(p, kernel, tensor_cores, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace bytetx::cuda

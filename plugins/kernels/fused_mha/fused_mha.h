@@ -1,0 +1,51 @@
+// FusedMHA on CUDA (docs/ops.md): multi-head self-attention over the ragged sequences of the packed
+// layout, reading Q, K, V from one [rows, 3H] tensor and adding their bias on the fly. Two kernels
+// (docs/kernels.md): a short-sequence kernel keeping a head's scores in shared memory, and a tiled
+// online-softmax kernel for any length; the host-side bound max_seq_len picks one.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/common/data_type.h"
+
+namespace bytetx::cuda {
+
+enum class FusedMHAKernel {
+  kAuto,   // short kernel when max_seq_len <= kFusedMHAShortMaxLen and it fits, else tiled
+  kShort,  // force the short-sequence kernel (fp16/bf16 only; an error where it does not apply)
+  kTiled,  // force the tiled online-softmax kernel
+};
+
+// Longest padded length S for which kAuto picks the short-sequence kernel.
+constexpr int64_t kFusedMHAShortMaxLen = 128;
+
+struct FusedMHAParams {
+  DataType dtype = DataType::kFloat16;
+  // hidden = num_heads * head_size; head h uses columns [h * head_size, (h + 1) * head_size) of a block.
+  const void* qkv = nullptr;            // [num_rows, 3 * hidden] of dtype: Q, K, V blocks
+  const void* qkv_bias = nullptr;       // [3 * hidden] of dtype, or nullptr for no bias
+  const int32_t* cu_seqlens = nullptr;  // [batch + 1] on the device; lengths <= max_seq_len
+  int64_t batch = 0;
+  int64_t max_seq_len = 0;              // S: host-side bound on every sequence length
+  // Rows of qkv and context: T. When the host only knows an upper bound (rows_upper_bound), the
+  // rows of context from cu_seqlens[batch] on are written with zeros.
+  int64_t num_rows = 0;
+  bool rows_upper_bound = false;
+  int64_t num_heads = 0;
+  int64_t head_size = 0;                // 32, 64 or 128
+  float scale = 0.0f;                   // multiplies Q K^T before the softmax
+  void* context = nullptr;              // [num_rows, hidden] of dtype
+  FusedMHAKernel kernel = FusedMHAKernel::kAuto;
+};
+
+cudaError_t LaunchFusedMHA(const FusedMHAParams& params, cudaStream_t stream);
+
+// nullptr when LaunchFusedMHA accepts `params` (head size, alignment, sizes), else why not.
+const char* CheckFusedMHAParams(const FusedMHAParams& params);
+
+// The kernel kAuto (or the forced choice) runs for `params` on the current device.
+FusedMHAKernel SelectFusedMHAKernel(const FusedMHAParams& params);
+
+}  // namespace bytetx::cuda

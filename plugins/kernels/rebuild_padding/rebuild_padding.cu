@@ -1,0 +1,64 @@
+#include "kernels/rebuild_padding/rebuild_padding.h"
+
+#include <cstdint>
+
+#include "kernels/common/launch.cuh"
+#include "kernels/rebuild_padding/rebuild_padding_kernels.cuh"
+
+namespace bytetx::cuda {
+namespace {
+
+constexpr int64_t kMaxSlots = INT32_MAX;
+
+template <int kUnitBytes>
+cudaError_t LaunchScatter(const RebuildPaddingParams& p, cudaStream_t stream) {
+  using U = typename CopyUnitOf<kUnitBytes>::Type;
+  const int64_t units = p.hidden * static_cast<int64_t>(ElementSize(p.dtype)) / kUnitBytes;
+  const int64_t num_slots = p.batch * p.seq_len;
+  const int64_t blocks = (num_slots + kRowsPerMoverBlock - 1) / kRowsPerMoverBlock;
+  return LaunchKernel(rebuild_padding::ScatterRowsKernel<U>, dim3(static_cast<unsigned>(blocks)),
+                      dim3(kRowMoverThreads), 0, stream, static_cast<const U*>(p.packed), p.token_offset,
+                      p.num_tokens, p.device_num_tokens, num_slots, units, static_cast<U*>(p.output));
+}
+
+}  // namespace
+
+const char* CheckRebuildPaddingParams(const RebuildPaddingParams& p) {
+  if (p.batch < 0 || p.seq_len < 0 || p.hidden < 0 || p.num_tokens < 0) {
+    return "a size is negative";
+  }
+  if (p.seq_len > 0 && p.batch > kMaxSlots / p.seq_len) {
+    return "batch * seq_len exceeds the int32 range of token_offset";
+  }
+  if (p.hidden > 0 && p.batch * p.seq_len > INT64_MAX / static_cast<int64_t>(ElementSize(p.dtype)) / p.hidden) {
+    return "batch * seq_len * hidden elements exceed the addressable bytes";
+  }
+  if (p.num_tokens > p.batch * p.seq_len) {
+    return "num_tokens exceeds batch * seq_len";
+  }
+  if (p.batch * p.seq_len > 0 && p.hidden > 0 &&
+      (p.token_offset == nullptr || p.output == nullptr || (p.num_tokens > 0 && p.packed == nullptr))) {
+    return "packed, token_offset or output is null";
+  }
+  return nullptr;
+}
+
+cudaError_t LaunchRebuildPadding(const RebuildPaddingParams& p, cudaStream_t stream) {
+  if (CheckRebuildPaddingParams(p) != nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.hidden == 0) {
+    return cudaSuccess;
+  }
+  const size_t row_bytes = static_cast<size_t>(p.hidden) * ElementSize(p.dtype);
+  switch (RowCopyUnitBytes(row_bytes, p.packed, p.output)) {
+    case 16:
+      return LaunchScatter<16>(p, stream);
+    case 4:
+      return LaunchScatter<4>(p, stream);
+    default:
+      return LaunchScatter<2>(p, stream);
+  }
+}
+
+}  // namespace bytetx::cuda
