@@ -64,7 +64,7 @@ def cuda_library() -> Path:
     if _nvcc() is None:
         pytest.skip("no CUDA library and no nvcc: a CPU-only build")
     pytest.fail(
-        f"nvcc is installed but {kernel_resources.LIBRARY_NAME} is not: the build skipped CUDA "
+        "nvcc is installed but libbytetx_ort_cuda.so is not: the build skipped CUDA "
         f"(reinstall with `pip install .`, or point {kernel_resources.LIBRARY_ENV} at the library)"
     )
 

@@ -1,0 +1,1 @@
+"""Host emulation of the CUDA kernels for the tests (README.md): build, buffers, checks."""

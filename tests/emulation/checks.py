@@ -1,0 +1,469 @@
+"""Run each CUDA kernel under the host emulation and compare it with the CPU op or a NumPy reference.
+
+Every ``check_*`` function builds inputs from a fixed seed, runs the real launcher of
+``plugins/kernels/`` through the emulation library, checks the guard zones of every buffer (no write
+out of bounds) and raises AssertionError when a result is wrong. Outputs start poisoned (NaN), so an
+element the kernel forgets to write fails the comparison.
+
+Tolerances:
+
+- Data movement (RemovePadding, RebuildPadding, the layout, pre-norm sums): bit-exact.
+- float32 FusedMHA: ``max|out - exact| <= 2 * max|cpu - exact| + atol`` (``FP32_ATOL``), where
+  ``exact`` is float64 NumPy and ``cpu`` the float32 CPU op: the kernel may be off by twice what the
+  CPU op is, so large scores (ill-conditioned softmax) get a proportionate bound.
+- float32 LayerNorm, GELU: ``|out - ref| <= atol + rtol * |ref|`` against float64 NumPy
+  (``FP32_TOLERANCE``).
+- float16 / bfloat16, FlashAttention's rule: ``max|out - ref| <= 2 * max|ref_lowp - ref| + atol``. The
+  inputs are generated in the low precision; ``ref`` is the exact result on them (CPU op in float32,
+  or float64 NumPy), ``ref_lowp`` the same computation rounded to the dtype where a low-precision
+  kernel has to round: for attention on tensor cores the biased Q, K and V, the softmax weights before
+  ``P V`` and the output; for the FMA attention kernel, LayerNorm and GELU (float math inside) the
+  output only. ``atol`` is in ``LOWP_ATOL``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+from .harness import (
+    DeviceBuffer,
+    Library,
+    assert_bits_equal,
+    assert_close,
+    assert_close_lowp,
+    check_guards,
+)
+
+DTYPES = {
+    "float32": (0, np.dtype(np.float32)),
+    "float16": (1, np.dtype(np.float16)),
+    "bfloat16": (2, np.dtype(ml_dtypes.bfloat16)),
+}
+MASK_TYPES = {"int32": 0, "int64": 1, "bits": 2}
+# FusedMHA kernel choices of the driver (driver.cc MhaChoice).
+MHA_KERNELS = {"auto": 0, "short": 1, "tiled": 2, "fma_sm75": 3}
+
+FP32_ATOL = {"fused_mha": 1e-5}
+FP32_TOLERANCE = {"layer_norm": (2e-6, 2e-6), "bias_gelu": (1e-6, 1e-6)}
+LOWP_ATOL = {"float16": 1e-4, "bfloat16": 1e-3}
+
+
+def np_dtype(dtype: str) -> np.dtype:
+    return DTYPES[dtype][1]
+
+
+def rounded(x: np.ndarray, dtype: str) -> np.ndarray:
+    """x rounded to ``dtype`` (nearest even), as float64."""
+    return np.asarray(x, dtype=np.float64).astype(np.float32).astype(np_dtype(dtype)).astype(np.float64)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    try:
+        from scipy.special import erf as scipy_erf
+    except ImportError:
+        return np.vectorize(math.erf, otypes=[np.float64])(x)
+    return scipy_erf(x)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The packed layout: RemovePadding, RebuildPadding
+# ---------------------------------------------------------------------------------------------------
+
+
+def make_mask(batch: int, seq_len: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """int64 [batch, seq_len] of 0/1. ``right``/``left``: random lengths in [0, S] padded on that side
+    (after flash-attn's generate_random_padding_mask), with an empty and a full row when batch >= 3;
+    ``holes``: each slot independently; ``full``; ``empty``."""
+    if kind == "full":
+        return np.ones((batch, seq_len), dtype=np.int64)
+    if kind == "empty":
+        return np.zeros((batch, seq_len), dtype=np.int64)
+    if kind == "holes":
+        return (rng.random((batch, seq_len)) < 0.6).astype(np.int64)
+    lengths = rng.integers(0, seq_len + 1, size=batch)
+    if batch >= 3:
+        lengths[0], lengths[-1] = 0, seq_len
+    positions = np.arange(seq_len)[None, :]
+    if kind == "right":
+        return (positions < lengths[:, None]).astype(np.int64)
+    assert kind == "left", kind
+    return (positions >= seq_len - lengths[:, None]).astype(np.int64)
+
+
+def cpu_layout(lib: Library, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cu_seqlens [B + 1] and token_offset [B * S] of the CPU RemovePadding."""
+    batch, seq_len = mask.shape
+    mask = np.ascontiguousarray(mask, dtype=np.int64)
+    cu = np.zeros(batch + 1, dtype=np.int32)
+    offsets = np.zeros(max(batch * seq_len, 1), dtype=np.int32)
+    dummy = np.zeros(max(batch * seq_len, 1), dtype=np.float32)
+    packed = np.zeros(max(int(mask.sum()), 1), dtype=np.float32)
+    status = lib.call("cpu_remove_padding", dummy, mask, 1, batch, seq_len, 1, packed, cu, offsets)
+    assert status == 0
+    return cu, offsets[: batch * seq_len]
+
+
+def mask_words(mask: np.ndarray) -> np.ndarray:
+    """The kBits mask: uint32 words, slot i is bit i % 32 of word i // 32."""
+    flat = mask.reshape(-1).astype(np.uint8)
+    padded = np.zeros((flat.size + 31) // 32 * 32, dtype=np.uint8)
+    padded[: flat.size] = flat
+    return np.packbits(padded, bitorder="little").view(np.uint32)
+
+
+def check_remove_padding(
+    lib: Library,
+    dtype: str,
+    mask_type: str,
+    batch: int,
+    seq_len: int,
+    hidden: int,
+    mask_kind: str,
+    seed: int,
+    upper_bound: bool = False,
+    offset: int = 0,
+) -> None:
+    """RemovePadding of a [batch, seq_len, hidden] batch: layout equal to the CPU op's, packed rows
+    bit-equal to the gathered input, rows from T on zero when packed is sized by the upper bound B * S.
+    ``offset`` shifts the input and packed pointers off 256-byte alignment (narrower copy units)."""
+    rng = np.random.default_rng(seed)
+    code, dt = DTYPES[dtype]
+    mask = make_mask(batch, seq_len, mask_kind, rng)
+    x = rng.standard_normal((batch, seq_len, hidden)).astype(dt)
+    cu_ref, offsets_ref = cpu_layout(lib, mask)
+    tokens = int(mask.sum())
+    rows = batch * seq_len if upper_bound else tokens
+
+    if mask_type == "bits":
+        words = mask_words(mask)
+        mask_buffer = DeviceBuffer("mask words", words.nbytes)
+        status = lib.call("emu_upload_mask_bits", words, batch * seq_len, mask_buffer)
+        assert status == 0, f"UploadMaskBits returned {status}: {lib.last_error()}"
+        check_guards(mask_buffer)
+        assert_bits_equal(mask_buffer.read(np.uint32, words.shape), words, "UploadMaskBits words")
+    else:
+        mask_buffer = DeviceBuffer.of(
+            "attention_mask", mask.astype(np.int32 if mask_type == "int32" else np.int64)
+        )
+    input_buffer = DeviceBuffer.of("input", x, offset)
+    packed = DeviceBuffer.empty("packed", (rows, hidden), dt, offset)
+    cu = DeviceBuffer.empty("cu_seqlens", (batch + 1,), np.int32)
+    offsets = DeviceBuffer.empty("token_offset", (batch * seq_len,), np.int32)
+    lib.launch(
+        "emu_remove_padding",
+        code,
+        input_buffer,
+        mask_buffer,
+        MASK_TYPES[mask_type],
+        batch,
+        seq_len,
+        hidden,
+        rows,
+        packed,
+        cu,
+        offsets,
+    )
+    check_guards(mask_buffer, input_buffer, packed, cu, offsets)
+
+    assert_bits_equal(cu.read(np.int32, (batch + 1,)), cu_ref, "cu_seqlens")
+    if seq_len > 0:
+        assert_bits_equal(offsets.read(np.int32, (batch * seq_len,)), offsets_ref, "token_offset")
+    out = packed.read(dt, (rows, hidden))
+    expected = x.reshape(-1, hidden)[offsets_ref[:tokens]]
+    assert_bits_equal(out[:tokens], expected, "packed rows")
+    assert_bits_equal(out[tokens:], np.zeros((rows - tokens, hidden), dtype=dt), "packed rows from T on")
+    if dtype == "float32" and batch * seq_len > 0 and hidden > 0:
+        ref = np.zeros((max(tokens, 1), hidden), dtype=np.float32)
+        cu_cpu, offsets_cpu = np.zeros(batch + 1, np.int32), np.zeros(batch * seq_len, np.int32)
+        status = lib.call("cpu_remove_padding", x, mask, 1, batch, seq_len, hidden, ref, cu_cpu, offsets_cpu)
+        assert status == 0
+        assert_bits_equal(out[:tokens], ref[:tokens], "packed rows against the CPU op")
+
+
+def check_rebuild_padding(
+    lib: Library,
+    dtype: str,
+    batch: int,
+    seq_len: int,
+    hidden: int,
+    mask_kind: str,
+    seed: int,
+    device_num_tokens: bool = False,
+    offset: int = 0,
+) -> None:
+    """RebuildPadding of the layout the CPU RemovePadding makes: token rows bit-equal to the packed
+    rows, padding rows exactly zero. With ``device_num_tokens`` the packed tensor has B * S rows (those
+    from T on hold garbage) and the kernel reads T from cu_seqlens[B] on the device."""
+    rng = np.random.default_rng(seed)
+    code, dt = DTYPES[dtype]
+    mask = make_mask(batch, seq_len, mask_kind, rng)
+    cu_ref, offsets_ref = cpu_layout(lib, mask)
+    tokens = int(mask.sum())
+    rows = batch * seq_len if device_num_tokens else tokens
+    packed = rng.standard_normal((rows, hidden)).astype(dt)
+
+    packed_buffer = DeviceBuffer.of("packed", packed, offset)
+    offsets = DeviceBuffer.of("token_offset", offsets_ref)
+    cu = DeviceBuffer.of("cu_seqlens", cu_ref)
+    output = DeviceBuffer.empty("output", (batch, seq_len, hidden), dt, offset)
+    lib.launch(
+        "emu_rebuild_padding",
+        code,
+        packed_buffer,
+        offsets,
+        rows,
+        cu.ptr + 4 * batch if device_num_tokens else None,
+        batch,
+        seq_len,
+        hidden,
+        output,
+    )
+    check_guards(packed_buffer, offsets, cu, output)
+
+    out = output.read(dt, (batch, seq_len, hidden))
+    expected = np.zeros((batch * seq_len, hidden), dtype=dt)
+    expected[offsets_ref[:tokens]] = packed[:tokens]
+    assert_bits_equal(out, expected.reshape(batch, seq_len, hidden), "padded output")
+    if dtype == "float32" and batch * seq_len > 0 and hidden > 0:
+        ref = np.zeros((batch, seq_len, hidden), dtype=np.float32)
+        packed32 = np.ascontiguousarray(packed) if packed.size else np.zeros((1, hidden), np.float32)
+        status = lib.call("cpu_rebuild_padding", packed32, offsets_ref, tokens, batch, seq_len, hidden, ref)
+        assert status == 0
+        assert_bits_equal(out, ref, "padded output against the CPU op")
+
+
+# ---------------------------------------------------------------------------------------------------
+# FusedMHA
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MhaCase:
+    """Sequences of ``lengths`` tokens (0 allowed), ``heads`` x ``head_size``; ``max_seq_len`` S defaults
+    to the longest length. ``upper_bound``: qkv and context have B * S rows (the rows from T on hold
+    garbage in qkv and must come out zero in context). ``amplitude`` scales Q, K, V."""
+
+    lengths: tuple[int, ...]
+    heads: int
+    head_size: int
+    max_seq_len: int | None = None
+    bias: bool = True
+    scale: float | None = None
+    amplitude: float = 1.0
+    upper_bound: bool = False
+
+    @property
+    def seq_len(self) -> int:
+        return self.max_seq_len if self.max_seq_len is not None else max(self.lengths, default=0)
+
+
+def mha_reference(
+    qkv: np.ndarray,
+    bias: np.ndarray | None,
+    lengths: tuple[int, ...],
+    heads: int,
+    head_size: int,
+    scale: float,
+    dtype: str | None = None,
+) -> np.ndarray:
+    """Attention in float64 [T, heads * head_size]. With ``dtype``: computed as a tensor-core kernel must
+    in that precision: Q, K, V rounded after the bias is added in float32, the softmax weights rounded
+    before ``P V`` (their sum taken before rounding), the output rounded."""
+    hidden = heads * head_size
+    x = qkv.astype(np.float32) + (bias.astype(np.float32) if bias is not None else np.float32(0))
+    x = rounded(x, dtype) if dtype is not None else x.astype(np.float64)
+    out = np.zeros((x.shape[0], hidden))
+    first = 0
+    for length in lengths:
+        rows = slice(first, first + length)
+        first += length
+        if length == 0:
+            continue
+        q, k, v = (x[rows, i * hidden : (i + 1) * hidden].reshape(length, heads, head_size) for i in range(3))
+        scores = np.einsum("ihd,jhd->hij", q, k) * scale
+        weights = np.exp(scores - scores.max(axis=2, keepdims=True))
+        p = rounded(weights, dtype) if dtype is not None else weights
+        context = np.einsum("hij,jhd->ihd", p, v) / weights.sum(axis=2).T[:, :, None]
+        out[rows] = context.reshape(length, hidden)
+    return rounded(out, dtype) if dtype is not None else out
+
+
+def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: int) -> None:
+    """FusedMHA with the kernel ``kernel`` (MHA_KERNELS) against the CPU op on the same inputs."""
+    rng = np.random.default_rng(seed)
+    code, dt = DTYPES[dtype]
+    batch, seq_len, d = len(case.lengths), case.seq_len, case.head_size
+    hidden = case.heads * d
+    tokens = sum(case.lengths)
+    rows = batch * seq_len if case.upper_bound else tokens
+    qkv = (rng.standard_normal((rows, 3 * hidden)) * case.amplitude).astype(dt)
+    bias = (rng.standard_normal(3 * hidden) * 0.5).astype(dt) if case.bias else None
+    scale = case.scale if case.scale is not None else 1.0 / math.sqrt(d)
+    cu_seqlens = np.concatenate([[0], np.cumsum(case.lengths)]).astype(np.int32)
+
+    qkv_buffer = DeviceBuffer.of("qkv", qkv)
+    bias_buffer = DeviceBuffer.of("qkv_bias", bias) if bias is not None else None
+    cu = DeviceBuffer.of("cu_seqlens", cu_seqlens)
+    context = DeviceBuffer.empty("context", (rows, hidden), dt)
+    lib.launch(
+        "emu_fused_mha",
+        code,
+        qkv_buffer,
+        bias_buffer,
+        cu,
+        batch,
+        seq_len,
+        rows,
+        int(case.upper_bound),
+        case.heads,
+        d,
+        scale,
+        context,
+        MHA_KERNELS[kernel],
+    )
+    check_guards(qkv_buffer, bias_buffer, cu, context)
+    out = context.read(dt, (rows, hidden))
+    if case.upper_bound:
+        assert_bits_equal(out[tokens:], np.zeros((rows - tokens, hidden), dtype=dt), "context rows from T on")
+    if tokens == 0:
+        return
+
+    qkv32 = np.ascontiguousarray(qkv[:tokens].astype(np.float32))
+    bias32 = np.ascontiguousarray(bias.astype(np.float32)) if bias is not None else None
+    ref = np.zeros((tokens, hidden), dtype=np.float32)
+    status = lib.call("cpu_fused_mha", qkv32, bias32, cu_seqlens, batch, tokens, case.heads, d, scale, ref)
+    assert status == 0
+    what = f"FusedMHA {dtype} {kernel} {case}"
+    if dtype == "float32":
+        # The float32 CPU op is the reference in the kernel's own precision, float64 the exact one.
+        exact = mha_reference(qkv32, bias32, case.lengths, case.heads, d, scale)
+        assert_close_lowp(out[:tokens], exact, ref, FP32_ATOL["fused_mha"], what)
+        return
+    if kernel == "fma_sm75":
+        ref_lowp = rounded(ref, dtype)  # float math inside, one rounding at the output
+    else:
+        ref_lowp = mha_reference(qkv[:tokens], bias, case.lengths, case.heads, d, scale, dtype)
+    assert_close_lowp(out[:tokens], ref, ref_lowp, LOWP_ATOL[dtype], what)
+
+
+# ---------------------------------------------------------------------------------------------------
+# BiasResidualLayerNorm, BiasGelu
+# ---------------------------------------------------------------------------------------------------
+
+
+def check_layer_norm(
+    lib: Library,
+    dtype: str,
+    rows: int,
+    hidden: int,
+    seed: int,
+    bias: bool = True,
+    residual: bool = True,
+    beta: bool = True,
+    pre_norm: bool = True,
+    epsilon: float = 1e-12,
+    mean: float = 0.0,
+    atol: float | None = None,
+) -> None:
+    """BiasResidualLayerNorm against float64 NumPy on the same inputs; ``pre_norm_output`` (x + bias +
+    residual, summed in float32 in that order) bit-exact. ``mean`` offsets the inputs (two-pass
+    variance: no cancellation)."""
+    rng = np.random.default_rng(seed)
+    code, dt = DTYPES[dtype]
+    x = (rng.standard_normal((rows, hidden)) + mean).astype(dt)
+    b = rng.standard_normal(hidden).astype(dt) if bias else None
+    r = rng.standard_normal((rows, hidden)).astype(dt) if residual else None
+    gamma = (1.0 + 0.1 * rng.standard_normal(hidden)).astype(dt)
+    beta_values = (0.1 * rng.standard_normal(hidden)).astype(dt) if beta else None
+    if rows > 1:
+        x[1] = 0  # a constant row: variance 0, output beta
+        if r is not None:
+            r[1] = 0
+        if b is not None:
+            x[1] = (-b).astype(dt)
+
+    buffers = {
+        name: DeviceBuffer.of(name, value) if value is not None else None
+        for name, value in (
+            ("input", x),
+            ("bias", b),
+            ("residual", r),
+            ("gamma", gamma),
+            ("beta", beta_values),
+        )
+    }
+    output = DeviceBuffer.empty("output", (rows, hidden), dt)
+    pre_norm_output = DeviceBuffer.empty("pre_norm_output", (rows, hidden), dt) if pre_norm else None
+    lib.launch(
+        "emu_bias_residual_layer_norm",
+        code,
+        buffers["input"],
+        buffers["bias"],
+        buffers["residual"],
+        buffers["gamma"],
+        buffers["beta"],
+        epsilon,
+        rows,
+        hidden,
+        output,
+        pre_norm_output,
+    )
+    check_guards(*buffers.values(), output, pre_norm_output)
+
+    v = x.astype(np.float32)
+    if b is not None:
+        v = v + b.astype(np.float32)
+    if r is not None:
+        v = v + r.astype(np.float32)
+    v64 = v.astype(np.float64)
+    centered = v64 - v64.mean(axis=1, keepdims=True)
+    ref = centered / np.sqrt((centered**2).mean(axis=1, keepdims=True) + epsilon) * gamma.astype(np.float64)
+    if beta_values is not None:
+        ref = ref + beta_values.astype(np.float64)
+    out = output.read(dt, (rows, hidden))
+    what = f"BiasResidualLayerNorm {dtype} rows={rows} hidden={hidden}"
+    if pre_norm_output is not None:
+        assert_bits_equal(pre_norm_output.read(dt, (rows, hidden)), v.astype(dt), what + " pre_norm_output")
+    if dtype == "float32":
+        default_atol, rtol = FP32_TOLERANCE["layer_norm"]
+        assert_close(out, ref, atol if atol is not None else default_atol, rtol, what)
+    else:
+        assert_close_lowp(out, ref, rounded(ref, dtype), atol if atol is not None else LOWP_ATOL[dtype], what)
+
+
+def check_bias_gelu(
+    lib: Library,
+    dtype: str,
+    rows: int,
+    hidden: int,
+    seed: int,
+    bias: bool = True,
+    in_place: bool = False,
+    offset: int = 0,
+) -> None:
+    """BiasGelu (exact erf GELU of x + bias, summed in float32) against float64 NumPy. ``in_place``:
+    output aliases input; ``offset`` misaligns the pointers (scalar path)."""
+    rng = np.random.default_rng(seed)
+    code, dt = DTYPES[dtype]
+    x = (rng.standard_normal((rows, hidden)) * 3).astype(dt)
+    b = rng.standard_normal(hidden).astype(dt) if bias else None
+    input_buffer = DeviceBuffer.of("input", x, offset)
+    bias_buffer = DeviceBuffer.of("bias", b, offset) if b is not None else None
+    output = input_buffer if in_place else DeviceBuffer.empty("output", (rows, hidden), dt, offset)
+    lib.launch("emu_bias_gelu", code, input_buffer, bias_buffer, rows, hidden, output)
+    check_guards(input_buffer, bias_buffer, output)
+
+    v = x.astype(np.float32) + (b.astype(np.float32) if b is not None else np.float32(0))
+    v64 = v.astype(np.float64)
+    ref = 0.5 * v64 * (1.0 + erf(v64 / math.sqrt(2.0)))
+    out = output.read(dt, (rows, hidden))
+    what = f"BiasGelu {dtype} rows={rows} hidden={hidden}"
+    if dtype == "float32":
+        atol, rtol = FP32_TOLERANCE["bias_gelu"]
+        assert_close(out, ref, atol, rtol, what)
+    else:
+        assert_close_lowp(out, ref, rounded(ref, dtype), LOWP_ATOL[dtype], what)

@@ -1,0 +1,219 @@
+// C ABI for the emulated kernel tests (tests/kernels/test_emulated_*.py): each emu_* function fills a
+// launcher's params struct from plain arguments and calls the real launcher of plugins/kernels/
+// (compiled for the host emulation), each cpu_* function runs the CPU op of plugins/cpu/ for the
+// reference. Pointers are host memory, which is device memory under the emulation. Returns are
+// cudaError_t values (emu_*) or 0 / 1 for ok / error (cpu_*).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "bytetx_emulation.h"
+#include "cpu/fused_mha.h"
+#include "cpu/rebuild_padding.h"
+#include "cpu/remove_padding.h"
+#include "kernels/bias_gelu/bias_gelu.h"
+#include "kernels/bias_residual_layer_norm/bias_residual_layer_norm.h"
+#include "kernels/fused_mha/fused_mha.h"
+#include "kernels/fused_mha/fused_mha_kernels.cuh"
+#include "kernels/rebuild_padding/rebuild_padding.h"
+#include "kernels/remove_padding/remove_padding.h"
+
+#define EMU_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+using bytetx::cuda::DataType;
+
+// 0: float32, 1: float16, 2: bfloat16 (the order of DataType).
+DataType ToDataType(int dtype) {
+  return dtype == 1 ? DataType::kFloat16 : dtype == 2 ? DataType::kBFloat16 : DataType::kFloat32;
+}
+
+// Which FusedMHA kernel to run: the launcher's own choices, plus the FMA kernel that a device without
+// bf16 tensor cores (sm_75) runs for bfloat16, reached through the launcher's per-dtype entry point.
+enum MhaChoice { kAuto = 0, kShort = 1, kTiled = 2, kFmaAsOnSm75 = 3 };
+
+template <typename T>
+cudaError_t LaunchFmaAsOnSm75(const bytetx::cuda::FusedMHAParams& p) {
+  using bytetx::cuda::FusedMHAKernel;
+  switch (p.head_size) {
+    case 32:
+      return bytetx::cuda::fused_mha::LaunchTyped<T, 32>(p, FusedMHAKernel::kTiled, false, nullptr);
+    case 64:
+      return bytetx::cuda::fused_mha::LaunchTyped<T, 64>(p, FusedMHAKernel::kTiled, false, nullptr);
+    case 128:
+      return bytetx::cuda::fused_mha::LaunchTyped<T, 128>(p, FusedMHAKernel::kTiled, false, nullptr);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+bytetx::cuda::FusedMHAParams MhaParams(int dtype, const void* qkv, const void* bias, const int32_t* cu_seqlens,
+                                       int64_t batch, int64_t max_seq_len, int64_t num_rows, int rows_upper_bound,
+                                       int64_t num_heads, int64_t head_size, float scale, void* context, int kernel) {
+  bytetx::cuda::FusedMHAParams p;
+  p.dtype = ToDataType(dtype);
+  p.qkv = qkv;
+  p.qkv_bias = bias;
+  p.cu_seqlens = cu_seqlens;
+  p.batch = batch;
+  p.max_seq_len = max_seq_len;
+  p.num_rows = num_rows;
+  p.rows_upper_bound = rows_upper_bound != 0;
+  p.num_heads = num_heads;
+  p.head_size = head_size;
+  p.scale = scale;
+  p.context = context;
+  p.kernel = kernel == kShort   ? bytetx::cuda::FusedMHAKernel::kShort
+             : kernel == kTiled ? bytetx::cuda::FusedMHAKernel::kTiled
+                                : bytetx::cuda::FusedMHAKernel::kAuto;
+  return p;
+}
+
+int ToInt(const bytetx::Status& status) { return status.ok() ? 0 : 1; }
+
+}  // namespace
+
+EMU_EXPORT const char* emu_last_launch_error() { return bytetx_emulation::LastLaunchError(); }
+
+EMU_EXPORT int emu_remove_padding(int dtype, const void* input, const void* mask, int mask_type, int64_t batch,
+                                  int64_t seq_len, int64_t hidden, int64_t packed_rows, void* packed,
+                                  int32_t* cu_seqlens, int32_t* token_offset) {
+  bytetx::cuda::RemovePaddingParams p;
+  p.dtype = ToDataType(dtype);
+  p.input = input;
+  p.attention_mask = mask;
+  p.mask_type = mask_type == 0   ? bytetx::cuda::MaskType::kInt32
+                : mask_type == 1 ? bytetx::cuda::MaskType::kInt64
+                                 : bytetx::cuda::MaskType::kBits;
+  p.batch = batch;
+  p.seq_len = seq_len;
+  p.hidden = hidden;
+  p.packed_rows = packed_rows;
+  p.packed = packed;
+  p.cu_seqlens = cu_seqlens;
+  p.token_offset = token_offset;
+  return bytetx::cuda::LaunchRemovePadding(p, nullptr);
+}
+
+EMU_EXPORT int emu_upload_mask_bits(const uint32_t* host_words, int64_t num_slots, uint32_t* device_words) {
+  return bytetx::cuda::UploadMaskBits(host_words, num_slots, device_words, nullptr);
+}
+
+EMU_EXPORT int emu_rebuild_padding(int dtype, const void* packed, const int32_t* token_offset, int64_t num_tokens,
+                                   const int32_t* device_num_tokens, int64_t batch, int64_t seq_len, int64_t hidden,
+                                   void* output) {
+  bytetx::cuda::RebuildPaddingParams p;
+  p.dtype = ToDataType(dtype);
+  p.packed = packed;
+  p.token_offset = token_offset;
+  p.num_tokens = num_tokens;
+  p.device_num_tokens = device_num_tokens;
+  p.batch = batch;
+  p.seq_len = seq_len;
+  p.hidden = hidden;
+  p.output = output;
+  return bytetx::cuda::LaunchRebuildPadding(p, nullptr);
+}
+
+EMU_EXPORT int emu_fused_mha(int dtype, const void* qkv, const void* bias, const int32_t* cu_seqlens, int64_t batch,
+                             int64_t max_seq_len, int64_t num_rows, int rows_upper_bound, int64_t num_heads,
+                             int64_t head_size, float scale, void* context, int kernel) {
+  const bytetx::cuda::FusedMHAParams p = MhaParams(dtype, qkv, bias, cu_seqlens, batch, max_seq_len, num_rows,
+                                                   rows_upper_bound, num_heads, head_size, scale, context, kernel);
+  if (kernel != kFmaAsOnSm75) {
+    return bytetx::cuda::LaunchFusedMHA(p, nullptr);
+  }
+  if (bytetx::cuda::CheckFusedMHAParams(p) != nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.num_rows == 0 || p.batch == 0 || p.max_seq_len == 0) {
+    return cudaSuccess;
+  }
+  return p.dtype == DataType::kBFloat16 ? LaunchFmaAsOnSm75<__nv_bfloat16>(p)
+         : p.dtype == DataType::kFloat32 ? LaunchFmaAsOnSm75<float>(p)
+                                         : cudaErrorInvalidValue;  // fp16 always has tensor cores
+}
+
+// The kernel the launcher runs for these sizes on the emulated device: 1 short, 2 tiled.
+EMU_EXPORT int emu_fused_mha_selected(int dtype, int64_t max_seq_len, int64_t head_size, int kernel) {
+  const bytetx::cuda::FusedMHAParams p =
+      MhaParams(dtype, nullptr, nullptr, nullptr, 1, max_seq_len, 0, 0, 1, head_size, 1.0f, nullptr, kernel);
+  return bytetx::cuda::SelectFusedMHAKernel(p) == bytetx::cuda::FusedMHAKernel::kShort ? kShort : kTiled;
+}
+
+EMU_EXPORT int emu_bias_residual_layer_norm(int dtype, const void* input, const void* bias, const void* residual,
+                                            const void* gamma, const void* beta, float epsilon, int64_t rows,
+                                            int64_t hidden, void* output, void* pre_norm_output) {
+  bytetx::cuda::BiasResidualLayerNormParams p;
+  p.dtype = ToDataType(dtype);
+  p.input = input;
+  p.bias = bias;
+  p.residual = residual;
+  p.gamma = gamma;
+  p.beta = beta;
+  p.epsilon = epsilon;
+  p.rows = rows;
+  p.hidden = hidden;
+  p.output = output;
+  p.pre_norm_output = pre_norm_output;
+  return bytetx::cuda::LaunchBiasResidualLayerNorm(p, nullptr);
+}
+
+EMU_EXPORT int emu_bias_gelu(int dtype, const void* input, const void* bias, int64_t rows, int64_t hidden,
+                             void* output) {
+  bytetx::cuda::BiasGeluParams p;
+  p.dtype = ToDataType(dtype);
+  p.input = input;
+  p.bias = bias;
+  p.rows = rows;
+  p.hidden = hidden;
+  p.output = output;
+  return bytetx::cuda::LaunchBiasGelu(p, nullptr);
+}
+
+EMU_EXPORT int cpu_remove_padding(const float* input, const void* mask, int mask_is_int64, int64_t batch,
+                                  int64_t seq_len, int64_t hidden, float* packed, int32_t* cu_seqlens,
+                                  int32_t* token_offset) {
+  bytetx::cpu::RemovePaddingParams p;
+  p.input = input;
+  p.attention_mask = mask;
+  p.mask_type = mask_is_int64 != 0 ? bytetx::cpu::MaskType::kInt64 : bytetx::cpu::MaskType::kInt32;
+  p.batch = batch;
+  p.seq_len = seq_len;
+  p.hidden = hidden;
+  p.packed = packed;
+  p.cu_seqlens = cu_seqlens;
+  p.token_offset = token_offset;
+  return ToInt(bytetx::cpu::RunRemovePadding(p, bytetx::ParallelFor::Serial()));
+}
+
+EMU_EXPORT int cpu_fused_mha(const float* qkv, const float* bias, const int32_t* cu_seqlens, int64_t batch,
+                             int64_t num_tokens, int64_t num_heads, int64_t head_size, float scale, float* context) {
+  bytetx::cpu::FusedMHAParams p;
+  p.qkv = qkv;
+  p.qkv_bias = bias;
+  p.cu_seqlens = cu_seqlens;
+  p.batch = batch;
+  p.num_tokens = num_tokens;
+  p.num_heads = num_heads;
+  p.head_size = head_size;
+  p.scale = scale;
+  p.context = context;
+  return ToInt(bytetx::cpu::RunFusedMHA(p, bytetx::ParallelFor::Serial()));
+}
+
+EMU_EXPORT int cpu_rebuild_padding(const float* packed, const int32_t* token_offset, int64_t num_tokens, int64_t batch,
+                                   int64_t seq_len, int64_t hidden, float* output) {
+  bytetx::cpu::RebuildPaddingParams p;
+  p.packed = packed;
+  p.token_offset = token_offset;
+  p.num_tokens = num_tokens;
+  p.batch = batch;
+  p.seq_len = seq_len;
+  p.hidden = hidden;
+  p.output = output;
+  return ToInt(bytetx::cpu::RunRebuildPadding(p, bytetx::ParallelFor::Serial()));
+}

@@ -1,0 +1,164 @@
+"""FusedMHA: every CUDA attention kernel of plugins/kernels/fused_mha/ run on the CPU under the host
+emulation (tests/emulation/README.md) against the CPU op of plugins/cpu/ on the same inputs. No GPU.
+
+Each case runs every kernel that can take it: float32 through the FMA kernel (what the launcher picks),
+float16 and bfloat16 through the short-sequence kernel (S <= 128) and the tiled kernel, both forced on
+the same inputs, and bfloat16 through the FMA kernel that a device without bf16 tensor cores (sm_75)
+runs. Tolerances: tests/emulation/checks.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from emulation import checks, harness
+from emulation.checks import MhaCase
+from emulation.harness import DeviceBuffer, Library
+
+pytestmark = pytest.mark.skipif(not harness.have_compiler(), reason="no C++ compiler for the CUDA emulation")
+
+_rng = np.random.default_rng(2024)
+CASES = {
+    "length1": MhaCase((1,), 2, 64),
+    "wmma_tile_edges": MhaCase((15, 16, 17), 3, 32),  # 16-row fragments; FMA blocks of 16 queries
+    "block_edges": MhaCase((63, 64, 65), 2, 64),  # 64-query blocks, 64-key tiles
+    "d128_key_tile_edges": MhaCase((31, 32, 33, 1), 1, 128),  # 32-key tiles of D = 128 and of the FMA kernel
+    "short_kernel_max": MhaCase((128, 127, 100), 2, 64),  # S = kFusedMHAShortMaxLen
+    "empty_sequences": MhaCase((0, 5, 0, 0, 12, 0), 2, 64, max_seq_len=40),  # S above every length
+    "batch64": MhaCase(tuple(int(n) for n in _rng.integers(0, 25, size=64)), 2, 32),
+    "heads16": MhaCase((20, 9), 16, 32),
+    "no_bias_custom_scale": MhaCase((33, 7), 2, 64, bias=False, scale=0.3),
+    "large_scores": MhaCase((70, 20), 1, 64, amplitude=8.0),  # |scores| ~ 100: the max subtraction matters
+    "rows_upper_bound": MhaCase((10, 0, 25), 2, 32, max_seq_len=30, upper_bound=True),
+    "no_tokens_upper_bound": MhaCase((0, 0), 1, 32, max_seq_len=8, upper_bound=True),
+    "long": MhaCase((129, 300), 1, 64),  # past the short kernel: tiled and FMA only
+    "long_d128": MhaCase((257,), 2, 128),
+    "max_length": MhaCase((1024,), 1, 64),
+}
+VARIANTS = [
+    ("float32", "auto"),
+    ("float16", "short"),
+    ("float16", "tiled"),
+    ("bfloat16", "short"),
+    ("bfloat16", "tiled"),
+    ("bfloat16", "fma_sm75"),
+]
+
+
+def _params():
+    for name, case in CASES.items():
+        for dtype, kernel in VARIANTS:
+            if kernel == "short" and case.seq_len > 128:
+                continue
+            yield pytest.param(case, dtype, kernel, id=f"{name}-{dtype}-{kernel}")
+
+
+@pytest.fixture(scope="module")
+def lib() -> Library:
+    return harness.library()
+
+
+@pytest.mark.parametrize(("case", "dtype", "kernel"), list(_params()))
+def test_fused_mha(lib, case, dtype, kernel):
+    checks.check_fused_mha(lib, case, dtype, kernel, seed=sum(case.lengths) + case.heads)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "seq_len", "head_size", "expected"),
+    [
+        ("float16", 1, 64, "short"),
+        ("float16", 128, 128, "short"),
+        ("float16", 129, 32, "tiled"),
+        ("bfloat16", 128, 64, "short"),
+        ("bfloat16", 129, 64, "tiled"),
+        ("float32", 16, 64, "tiled"),
+    ],
+)
+def test_kernel_choice_on_the_emulated_sm90(lib, dtype, seq_len, head_size, expected):
+    """kAuto on the emulated device (sm_90, 227 KiB per block), as in docs/kernels.md."""
+    choice = lib.call(
+        "emu_fused_mha_selected", checks.DTYPES[dtype][0], seq_len, head_size, checks.MHA_KERNELS["auto"]
+    )
+    assert choice == checks.MHA_KERNELS[expected]
+
+
+def _launch(
+    lib: Library,
+    dtype: str,
+    kernel: str,
+    lengths: tuple[int, ...],
+    seq_len: int,
+    heads: int,
+    head_size: int,
+    qkv_offset: int = 0,
+) -> tuple[int, list[DeviceBuffer]]:
+    code, dt = checks.DTYPES[dtype]
+    rows, hidden = sum(lengths), heads * head_size
+    qkv = DeviceBuffer.of("qkv", np.ones((rows, 3 * hidden), dt), qkv_offset)
+    cu = DeviceBuffer.of("cu_seqlens", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    context = DeviceBuffer.empty("context", (rows, hidden), dt)
+    status = lib.call(
+        "emu_fused_mha",
+        code,
+        qkv,
+        None,
+        cu,
+        len(lengths),
+        seq_len,
+        rows,
+        0,
+        heads,
+        head_size,
+        1 / math.sqrt(head_size),
+        context,
+        checks.MHA_KERNELS[kernel],
+    )
+    return status, [qkv, cu, context]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kernel", "lengths", "seq_len", "head_size", "qkv_offset"),
+    [
+        ("float16", "auto", (4,), 4, 40, 0),  # head size 40
+        ("float16", "short", (129,), 129, 64, 0),  # short kernel past S = 128
+        ("float16", "auto", (4,), 4, 64, 8),  # qkv not 16-byte aligned
+        ("float16", "fma_sm75", (4,), 4, 64, 0),  # fp16 always has tensor cores: no FMA kernel
+    ],
+    ids=["head_size_40", "short_past_128", "misaligned_qkv", "fp16_fma"],
+)
+def test_launcher_refuses(lib, dtype, kernel, lengths, seq_len, head_size, qkv_offset):
+    status, _ = _launch(lib, dtype, kernel, lengths, seq_len, 2, head_size, qkv_offset)
+    assert status == 1  # cudaErrorInvalidValue
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kernel"),
+    [("float32", "auto"), ("float16", "short"), ("float16", "tiled"), ("bfloat16", "fma_sm75")],
+)
+def test_broken_cu_seqlens_stay_in_bounds(lib, dtype, kernel):
+    """cu_seqlens the host cannot check (a length above S, a sequence past the rows of qkv): the kernels
+    clamp them, so results are unspecified but no memory outside the tensors is written."""
+    code, dt = checks.DTYPES[dtype]
+    seq_len, rows, heads, head_size = 16, 40, 2, 32
+    qkv = DeviceBuffer.of("qkv", np.ones((rows, 3 * heads * head_size), dt))
+    cu = DeviceBuffer.of("cu_seqlens", np.array([0, 30, 36, 90], np.int32))
+    context = DeviceBuffer.empty("context", (rows, heads * head_size), dt)
+    lib.launch(
+        "emu_fused_mha",
+        code,
+        qkv,
+        None,
+        cu,
+        3,
+        seq_len,
+        rows,
+        0,
+        heads,
+        head_size,
+        0.5,
+        context,
+        checks.MHA_KERNELS[kernel],
+    )
+    harness.check_guards(qkv, cu, context)

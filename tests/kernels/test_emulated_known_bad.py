@@ -1,0 +1,65 @@
+"""The emulated kernel tests catch kernel bugs: each check below compiles a copy of plugins/ in which one
+kernel carries a deliberate bug (a text substitution), runs the same comparison the kernel tests make,
+and requires it to FAIL, while the unmodified kernels pass it. If a kernel's source changes so that a
+substitution no longer applies, the build raises and names it: update the substitution.
+"""
+
+from __future__ import annotations
+
+import pytest
+from emulation import checks, harness
+from emulation.checks import MhaCase
+from emulation.harness import Mutation
+
+pytestmark = pytest.mark.skipif(not harness.have_compiler(), reason="no C++ compiler for the CUDA emulation")
+
+RAGGED = MhaCase((63, 64, 65), 2, 64)
+
+KNOWN_BAD = {
+    # An index bug: RebuildPadding copies packed row T - 1 - t instead of row t.
+    "rebuild_padding_wrong_row": (
+        Mutation(
+            "kernels/rebuild_padding/rebuild_padding_kernels.cuh",
+            "t < tokens ? packed + t * units_per_row",
+            "t < tokens ? packed + (tokens - 1 - t) * units_per_row",
+        ),
+        lambda lib: checks.check_rebuild_padding(lib, "float16", 5, 33, 64, "right", seed=1),
+    ),
+    # A masking bug at a tile edge: the tiled kernel lets one padded key past the sequence end into the
+    # softmax of the last key tile.
+    "fused_mha_tiled_mask_off_by_one": (
+        Mutation(
+            "kernels/fused_mha/fused_mha_kernels.cuh",
+            "p[i] = j < valid ? score_row[j] : -INFINITY;",
+            "p[i] = j <= valid ? score_row[j] : -INFINITY;",
+        ),
+        lambda lib: checks.check_fused_mha(lib, RAGGED, "float16", "tiled", seed=1),
+    ),
+    # A synchronization bug: the short kernel's lanes read the score rows other lanes stored with wmma
+    # without the __syncwarp in between.
+    "fused_mha_short_missing_syncwarp": (
+        Mutation(
+            "kernels/fused_mha/fused_mha_kernels.cuh",
+            "    }\n    __syncwarp();\n\n    // Softmax of each row",
+            "    }\n\n    // Softmax of each row",
+        ),
+        lambda lib: checks.check_fused_mha(lib, RAGGED, "bfloat16", "short", seed=1),
+    ),
+    # A wrong statistic: LayerNorm's variance with Bessel's correction.
+    "layer_norm_bessel_variance": (
+        Mutation(
+            "kernels/bias_residual_layer_norm/bias_residual_layer_norm_kernels.cuh",
+            "BlockSum(squares, reduce_scratch) / static_cast<float>(args.hidden)",
+            "BlockSum(squares, reduce_scratch) / static_cast<float>(args.hidden - 1)",
+        ),
+        lambda lib: checks.check_layer_norm(lib, "float32", 4, 768, seed=1),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", KNOWN_BAD)
+def test_known_bad_kernel_fails_the_comparison(name):
+    mutation, check = KNOWN_BAD[name]
+    check(harness.library())  # the real kernel passes
+    with pytest.raises(AssertionError):
+        check(harness.library(mutation))
