@@ -22,6 +22,7 @@ demo: setup
 	$(VENV)/bin/bytetx-export
 
 test: setup
+	scripts/install_test_tools.sh
 	$(VENV)/bin/pytest -q
 
 sample: setup

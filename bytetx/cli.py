@@ -7,8 +7,10 @@ Hugging Face PyTorch on a ragged batch, and time it against the unmodified ONNX 
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,24 @@ DEMO_MODEL_NAME = "all-MiniLM-L6-v2"
 
 class VerificationError(RuntimeError):
     """The rewritten model disagrees with its reference; nothing was written."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while main() runs, raised so that it unwinds like Ctrl-C: no temporary file is left."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _catch_sigterm():
+    """Turn SIGTERM into Terminated until the returned function is called (only from the main thread,
+    and only where nobody installed a handler: an application embedding main() keeps its own)."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if not in_main_thread or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return lambda: None
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @dataclass
@@ -75,14 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     from bytetx.exporter import ExportError, UnsupportedModelError
     from bytetx.graph_rewrite import RewriteError
 
+    restore_sigterm = _catch_sigterm()
     try:
         return _run(args, console)
     except (ExportError, RewriteError, UnsupportedModelError, LibraryNotFoundError, VerificationError) as error:
         console.print(f"[bold red]error:[/] {error}", highlight=False)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         console.print("[bold red]interrupted[/]: no output was written")
-        return 130
+        return 143 if isinstance(interrupt, Terminated) else 130
+    finally:
+        restore_sigterm()
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
@@ -161,11 +184,29 @@ def _feeds_for(model, loaded, mask: np.ndarray, seed: int) -> dict[str, np.ndarr
         vocab, pad, types = loaded.config.vocab_size, loaded.pad_token_id, getattr(loaded.config, "type_vocab_size", 1)
     else:
         vocab, pad, types = vocab_size_of(model) or 100, 0, 1
-    return make_feeds(names, mask, vocab, pad, types, seed=seed)
+    try:
+        return make_feeds(names, mask, vocab, pad, types, seed=seed)
+    except ValueError as error:  # inputs other than input_ids, attention_mask, token_type_ids
+        raise VerificationError(f"cannot verify: {error}; pass --no-verify to skip verification") from None
+
+
+def _ort_errors() -> tuple[type[Exception], ...]:
+    """ONNX Runtime's Python exceptions (one class per status code, none a subclass of another)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return tuple(v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))
 
 
 def _verify(original, rewritten, loaded, tolerance: float) -> list[str]:
     """Original and rewritten (and PyTorch, for model directories) on right- and left-padded batches."""
+    try:
+        return _verify_unguarded(original, rewritten, loaded, tolerance)
+    except _ort_errors() as error:  # a model ONNX Runtime cannot load or run, e.g. a corrupt constant
+        raise VerificationError(f"ONNX Runtime failed while verifying: {str(error).strip()}; "
+                                "the model was not written") from None
+
+
+def _verify_unguarded(original, rewritten, loaded, tolerance: float) -> list[str]:
     import onnxruntime as ort
 
     import bytetx

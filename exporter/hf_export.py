@@ -57,9 +57,14 @@ def read_model_type(model_dir: Path) -> str:
     if not config_path.is_file():
         raise ExportError(f"{model_dir} is not a Hugging Face model directory: config.json is missing")
     try:
-        return json.loads(config_path.read_text())["model_type"]
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as error:
+        config = json.loads(config_path.read_text())
+    except OSError as error:
+        raise ExportError(f"cannot read {config_path}: {error.strerror or error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ExportError(f"{config_path} is not a valid model config: {error}") from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise ExportError(f"{config_path} is not a valid model config: no \"model_type\" key")
+    return config["model_type"]
 
 
 def load_hf_model(model_dir: str | Path, attn_implementation: AttnImplementation = "eager") -> LoadedModel:
@@ -72,7 +77,7 @@ def load_hf_model(model_dir: str | Path, attn_implementation: AttnImplementation
         model = AutoModel.from_pretrained(
             str(model_dir), attn_implementation=attn_implementation, local_files_only=True
         )
-    except (OSError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - corrupt weights raise safetensors', torch's or pickle's errors
         raise ExportError(f"could not load the model in {model_dir}: {error}") from None
     model.eval()
     outputs = ("last_hidden_state",) + (("pooler_output",) if getattr(model, "pooler", None) is not None else ())
