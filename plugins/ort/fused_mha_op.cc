@@ -10,27 +10,6 @@ namespace {
 
 constexpr size_t kQkvBiasIndex = 1;
 
-Status ReadAttributes(const OrtApi& api, const OrtKernelInfo* info, int64_t* num_heads,
-                      std::optional<float>* scale) {
-  const Ort::Status heads_status(api.KernelInfoGetAttribute_int64(info, "num_heads", num_heads));
-  BYTETX_CHECK(heads_status.IsOK(), "attribute 'num_heads' (int) is required: ",
-               heads_status.GetErrorMessage());
-  BYTETX_CHECK(*num_heads >= 1, "attribute 'num_heads' must be >= 1, but it is ", *num_heads);
-
-  float value = 0.0f;
-  const Ort::Status scale_status(api.KernelInfoGetAttribute_float(info, "scale", &value));
-  if (scale_status.IsOK()) {
-    *scale = value;
-    return Status::Ok();
-  }
-  // The float lookup also fails for a 'scale' of another type: tell that apart from absence.
-  int64_t int_value = 0;
-  const Ort::Status int_status(api.KernelInfoGetAttribute_int64(info, "scale", &int_value));
-  BYTETX_CHECK(!int_status.IsOK(), "attribute 'scale' must be a float, but it is the int ", int_value);
-  *scale = std::nullopt;
-  return Status::Ok();
-}
-
 }  // namespace
 
 Status FusedMHAKernel::Compute(OrtKernelContext* context) const {
@@ -83,7 +62,7 @@ OrtStatusPtr FusedMHAOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* 
   return Guarded(kName, [&] {
     int64_t num_heads = 0;
     std::optional<float> scale;
-    BYTETX_RETURN_IF_ERROR(ReadAttributes(api, info, &num_heads, &scale));
+    BYTETX_RETURN_IF_ERROR(ReadFusedMHAAttributes(api, info, &num_heads, &scale));
     *kernel = new FusedMHAKernel(num_heads, scale);
     return Status::Ok();
   });

@@ -31,6 +31,26 @@ OrtStatusPtr MakeOrtStatus(OrtErrorCode code, const char* op, const char* messag
   }
 }
 
+Status ReadFusedMHAAttributes(const OrtApi& api, const OrtKernelInfo* info, int64_t* num_heads,
+                              std::optional<float>* scale) {
+  const Ort::Status heads_status(api.KernelInfoGetAttribute_int64(info, "num_heads", num_heads));
+  BYTETX_CHECK(heads_status.IsOK(), "attribute 'num_heads' (int) is required: ",
+               heads_status.GetErrorMessage());
+  BYTETX_CHECK(*num_heads >= 1, "attribute 'num_heads' must be >= 1, but it is ", *num_heads);
+
+  float value = 0.0f;
+  const Ort::Status scale_status(api.KernelInfoGetAttribute_float(info, "scale", &value));
+  if (scale_status.IsOK()) {
+    *scale = value;
+    return Status::Ok();
+  }
+  int64_t int_value = 0;
+  const Ort::Status int_status(api.KernelInfoGetAttribute_int64(info, "scale", &int_value));
+  BYTETX_CHECK(!int_status.IsOK(), "attribute 'scale' must be a float, but it is the int ", int_value);
+  *scale = std::nullopt;
+  return Status::Ok();
+}
+
 ParallelFor OrtParallelFor(OrtKernelContext* context) { return ParallelFor(&RunOnIntraOpPool, context); }
 
 Input::Input(const char* name, Ort::ConstValue value) : name_(name), value_(value) {

@@ -39,6 +39,12 @@ OrtStatusPtr Guarded(const char* op, const Fn& fn) noexcept {
   }
 }
 
+// FusedMHA's attributes, read the same way (and with the same messages) by its CPU and CUDA shells:
+// num_heads (int, required, >= 1) and scale (float, optional: absent gives std::nullopt; a scale
+// of another type is refused rather than taken as absent).
+Status ReadFusedMHAAttributes(const OrtApi& api, const OrtKernelInfo* info, int64_t* num_heads,
+                              std::optional<float>* scale);
+
 // The ParallelFor hook running on the intra-op thread pool of the given kernel context.
 ParallelFor OrtParallelFor(OrtKernelContext* context);
 
