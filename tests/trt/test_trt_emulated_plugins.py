@@ -1,0 +1,502 @@
+"""The TensorRT plugins of plugins/trt/ driven through TensorRT's interfaces by a stand-in host, with
+the CUDA kernels under the host emulation: no TensorRT runtime and no GPU needed, only TensorRT's
+headers (``TENSORRT_ROOT`` or the standard install places; skipped without them).
+
+What this establishes: registration (static, then handed to ``getCreators``), the creators' fields as
+the ONNX parser passes them, the three capabilities, output types and shapes (the data-dependent ``T``
+declared through a size tensor with its bounds), the formats query, configure, enqueue against NumPy
+(bit for bit for data movement, FlashAttention's rule for attention), serialization round trips, and
+that every failure returns nonzero and reaches TensorRT's logger. What it does not: TensorRT's own
+handling of the size tensor (allocation, the device-to-host read of ``T``), which needs TensorRT and a
+GPU (``test_trt_engine.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trt_host
+from emulation import checks, harness
+from trt_host import BF16, CHW32, FLOAT, HALF, HWC8, INT8, INT32, INT64, LINEAR, TRT_TYPES, Tensor
+
+INCLUDE = trt_host.tensorrt_include_dir()
+pytestmark = [
+    pytest.mark.skipif(not harness.have_compiler(), reason="no C++ compiler for the CUDA emulation"),
+    pytest.mark.skipif(INCLUDE is None, reason="TensorRT headers not found: set TENSORRT_ROOT"),
+]
+
+NAMESPACE = "com.bytetx"
+DTYPES = ["float32", "float16", "bfloat16"]
+FLOAT_TYPES = [FLOAT, HALF, BF16]
+
+
+@pytest.fixture(scope="module")
+def host() -> trt_host.Host:
+    host = trt_host.load(INCLUDE)
+    host.take_log()
+    return host
+
+
+def expect_log(host: trt_host.Host, *parts: str) -> str:
+    log = host.take_log()
+    for part in parts:
+        assert part in log, f"expected {part!r} in the log, got {log!r}"
+    return log
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registration and creators
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_static_registration_is_handed_to_get_creators(host):
+    loaded = host.registry_after_load
+    for name in ("RemovePadding", "FusedMHA", "RebuildPadding"):
+        assert f"register {NAMESPACE}::{name}/1 (namespace argument '{NAMESPACE}')" in loaded
+    assert loaded.endswith(
+        f"registered: {NAMESPACE}::RemovePadding/1 {NAMESPACE}::FusedMHA/1 {NAMESPACE}::RebuildPadding/1"
+    )
+    host.creators()  # getCreators, as IPluginRegistry::loadLibrary calls it
+    state = host.registry_state()
+    for name in ("RemovePadding", "FusedMHA", "RebuildPadding"):
+        assert f"deregister {NAMESPACE}::{name}/1" in state
+    assert state.endswith("registered:"), state
+
+
+def test_creators_carry_the_onnx_attributes_as_fields(host):
+    assert host.creators() == [
+        f"PLUGIN CREATOR_V3ONE|RemovePadding|1|{NAMESPACE}|",
+        f"PLUGIN CREATOR_V3ONE|FusedMHA|1|{NAMESPACE}|num_heads:i32,scale:f32",
+        f"PLUGIN CREATOR_V3ONE|RebuildPadding|1|{NAMESPACE}|",
+    ]
+
+
+@pytest.mark.parametrize(
+    "name, fields, outputs",
+    [("RemovePadding", "", 4), ("FusedMHA", "num_heads:i32:2", 1), ("RebuildPadding", "", 1)],
+)
+def test_plugin_capabilities_and_copies(host, name, fields, outputs):
+    plugin = host.create(name, fields)
+    expected = (
+        f"PLUGIN,PLUGIN_V3ONE_CORE,PLUGIN_V3ONE_BUILD,PLUGIN_V3ONE_RUNTIME|{name}|1|{NAMESPACE}|{outputs}"
+    )
+    assert plugin.describe() == expected
+    assert plugin.clone().describe() == expected
+    assert plugin.attach_to_context().describe() == expected
+    assert host.create(name, fields, runtime=True).describe() == expected
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ("", "field 'num_heads' (int) is required"),
+        ("num_heads:i32:0", "field 'num_heads' must be >= 1, but it is 0"),
+        ("num_heads:f32:4", "field 'num_heads' must be an integer"),
+        ("num_heads:i32:4;scale:i32:1", "field 'scale' must be a float"),
+        ("num_heads:i32:4;dropout:f32:0.1", "unknown field 'dropout' (the fields are num_heads and scale)"),
+        ("num_heads:str:12", "field 'num_heads' must hold one value, but it has 2"),
+    ],
+)
+def test_fused_mha_rejects_bad_fields(host, fields, message):
+    assert host.create("FusedMHA", fields) is None
+    expect_log(host, f"bytetx FusedMHA: {message}")
+
+
+@pytest.mark.parametrize(
+    "fields", ["num_heads:i32:12", "num_heads:i64:12", "num_heads:i8:12;scale:f64:0.125"]
+)
+def test_fused_mha_accepts_the_parser_and_numpy_field_types(host, fields):
+    assert host.create("FusedMHA", fields) is not None
+    assert host.take_log() == ""
+
+
+@pytest.mark.parametrize("name", ["RemovePadding", "RebuildPadding"])
+def test_plugins_without_attributes_reject_fields(host, name):
+    assert host.create(name, "num_heads:i32:2") is None
+    expect_log(host, f"bytetx {name}: the plugin has no fields, but 'num_heads' was given")
+
+
+@pytest.mark.parametrize(
+    "name, fields, serialized",
+    [
+        ("FusedMHA", "num_heads:i32:12", "num_heads:i32:1"),
+        ("FusedMHA", "num_heads:i32:12;scale:f32:0.3", "num_heads:i32:1,scale:f32:1"),
+        ("RemovePadding", "", ""),
+        ("RebuildPadding", "", ""),
+    ],
+)
+def test_serialization_round_trip(host, name, fields, serialized):
+    copy, text = host.create(name, fields).serialize_roundtrip()
+    assert text == serialized
+    assert copy is not None and copy.describe().split("|")[1] == name
+
+
+# ---------------------------------------------------------------------------------------------------
+# Build: types, shapes, formats, configure
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", FLOAT_TYPES)
+@pytest.mark.parametrize("mask", [INT32, INT64])
+def test_remove_padding_output_types(host, dtype, mask):
+    assert host.create("RemovePadding").output_types([dtype, mask], 4) == (0, [dtype, INT32, INT32, INT64])
+
+
+@pytest.mark.parametrize("dtype", FLOAT_TYPES)
+def test_fused_mha_and_rebuild_padding_output_types(host, dtype):
+    assert host.create("FusedMHA", "num_heads:i32:2").output_types([dtype, dtype, INT32, INT32], 1) == (
+        0,
+        [dtype],
+    )
+    assert host.create("RebuildPadding").output_types([dtype, INT32], 1) == (0, [dtype])
+
+
+def test_output_types_refuse_non_float_inputs(host):
+    status, _ = host.create("RemovePadding").output_types([INT8, INT64], 4)
+    assert status != 0
+    expect_log(
+        host, "bytetx RemovePadding: input 'input' must be float32, float16 or bfloat16, but it is int8"
+    )
+
+
+def test_remove_padding_declares_tokens_as_a_size_tensor(host):
+    batch, seq_len, hidden = 4, 16, 64
+    runtime = [[True, True, False], [True, True]]
+    status, outputs = host.create("RemovePadding").output_shapes(
+        [[batch, seq_len, hidden], [batch, seq_len]], 4, runtime
+    )
+    assert status == 0
+    packed, cu_seqlens, token_offset, num_tokens = outputs
+    assert packed["dims"] == (-1, hidden) and packed["kinds"] == ("size", "const")
+    # The size tensor is output 3; TensorRT tunes for ceil(B * S / 2) tokens and allocates for B * S.
+    assert packed["size_tensor"] == (3, batch * seq_len // 2, batch * seq_len)
+    assert cu_seqlens["dims"] == (batch + 1,) and cu_seqlens["kinds"] == ("runtime",)
+    assert token_offset["dims"] == (batch, seq_len) and token_offset["kinds"] == ("runtime", "runtime")
+    assert num_tokens["dims"] == ()
+
+
+@pytest.mark.parametrize(
+    "dims, message",
+    [
+        ([[4, 16], [4, 16]], "input 'input' must have rank 3 [B, S, H], but it has rank 2"),
+        ([[4, 16, 64], [4, 16, 1]], "input 'attention_mask' must have rank 2 [B, S], but it has rank 3"),
+        ([[4, 16, 64], [4, 15]], "must be [B, S] of input 'input', but dimension 1 is 15, not 16"),
+    ],
+)
+def test_remove_padding_shape_errors(host, dims, message):
+    status, _ = host.create("RemovePadding").output_shapes(dims, 4)
+    assert status != 0
+    expect_log(host, message)
+
+
+def test_fused_mha_output_shape(host):
+    status, outputs = host.create("FusedMHA", "num_heads:i32:2").output_shapes(
+        [[37, 192], [192], [5], [4, 16]], 1, [[True, False], [False], [True], [True, True]]
+    )
+    assert status == 0
+    assert outputs[0]["dims"] == (37, 64) and outputs[0]["kinds"] == ("runtime", "const")
+
+
+@pytest.mark.parametrize(
+    "heads, width, message",
+    [
+        (3, 192, "input 'qkv' must have width 3 * H with H a multiple of num_heads=3, but its width is 192"),
+        (4, 192, "head sizes H / num_heads of 32, 64 or 128, but it is 64 / 4 = 16"),
+        (2, 200, "width 3 * H"),
+    ],
+)
+def test_fused_mha_refuses_unsupported_head_sizes_at_build_time(host, heads, width, message):
+    plugin = host.create("FusedMHA", f"num_heads:i32:{heads}")
+    status, _ = plugin.output_shapes([[37, width], [width], [5], [4, 16]], 1)
+    assert status != 0
+    expect_log(host, message)
+    inputs = [
+        Tensor(FLOAT, (-1, width)),
+        Tensor(FLOAT, (width,)),
+        Tensor(INT32, (-1,)),
+        Tensor(INT32, (-1, -1)),
+    ]
+    assert plugin.configure(inputs, 1) != 0
+    expect_log(host, message)
+
+
+def test_fused_mha_width_known_only_at_run_time_is_checked_at_enqueue(host):
+    status, outputs = host.create("FusedMHA", "num_heads:i32:4").output_shapes(
+        [[37, 192], [192], [5], [4, 16]], 1, [[True, True], [True], [True], [True, True]]
+    )
+    assert status == 0 and outputs[0]["kinds"] == ("runtime", "runtime")
+
+
+def test_rebuild_padding_output_shape(host):
+    status, outputs = host.create("RebuildPadding").output_shapes(
+        [[37, 64], [4, 16]], 1, [[True, False], [True, True]]
+    )
+    assert status == 0
+    assert outputs[0]["dims"] == (4, 16, 64) and outputs[0]["kinds"] == ("runtime", "runtime", "const")
+
+
+def _io_count(plugin, num_inputs):
+    return num_inputs + int(plugin.describe().rsplit("|", 1)[1])
+
+
+def _formats_accepted(plugin, pos, num_inputs, prefix, candidates, fmt=LINEAR):
+    """The candidate types supportsFormatCombination accepts at ``pos`` after ``prefix`` (the types
+    already chosen at positions 0 .. pos - 1), in format ``fmt``."""
+    rest = _io_count(plugin, num_inputs) - len(prefix) - 1
+    accepted = []
+    for candidate in candidates:
+        types = [*prefix, candidate] + [INT8] * rest
+        formats = [LINEAR] * len(prefix) + [fmt] + [LINEAR] * rest
+        if plugin.supports(pos, num_inputs, types, formats):
+            accepted.append(candidate)
+    return accepted
+
+
+ALL_TYPES = [FLOAT, HALF, INT8, INT32, BF16, INT64]
+
+
+@pytest.mark.parametrize("dtype", FLOAT_TYPES)
+def test_remove_padding_formats(host, dtype):
+    plugin = host.create("RemovePadding")
+    assert _formats_accepted(plugin, 0, 2, [], ALL_TYPES) == FLOAT_TYPES
+    assert _formats_accepted(plugin, 0, 2, [], [dtype], fmt=HWC8) == []
+    assert _formats_accepted(plugin, 1, 2, [dtype], ALL_TYPES) == [INT32, INT64]
+    assert _formats_accepted(plugin, 2, 2, [dtype, INT64], ALL_TYPES) == [dtype]
+    assert _formats_accepted(plugin, 3, 2, [dtype, INT64, dtype], ALL_TYPES) == [INT32]
+    assert _formats_accepted(plugin, 4, 2, [dtype, INT64, dtype, INT32], ALL_TYPES) == [INT32]
+    assert _formats_accepted(plugin, 5, 2, [dtype, INT64, dtype, INT32, INT32], ALL_TYPES) == [INT64]
+    assert _formats_accepted(plugin, 5, 2, [dtype, INT64, dtype, INT32, INT32], [INT64], fmt=CHW32) == []
+
+
+@pytest.mark.parametrize("dtype", FLOAT_TYPES)
+def test_fused_mha_formats(host, dtype):
+    plugin = host.create("FusedMHA", "num_heads:i32:2")
+    assert _formats_accepted(plugin, 0, 4, [], ALL_TYPES) == FLOAT_TYPES
+    assert _formats_accepted(plugin, 1, 4, [dtype], ALL_TYPES) == [dtype]
+    assert _formats_accepted(plugin, 2, 4, [dtype, dtype], ALL_TYPES) == [INT32]
+    assert _formats_accepted(plugin, 3, 4, [dtype, dtype, INT32], ALL_TYPES) == [INT32]
+    assert _formats_accepted(plugin, 4, 4, [dtype, dtype, INT32, INT32], ALL_TYPES) == [dtype]
+
+
+@pytest.mark.parametrize("dtype", FLOAT_TYPES)
+def test_rebuild_padding_formats(host, dtype):
+    plugin = host.create("RebuildPadding")
+    assert _formats_accepted(plugin, 0, 2, [], ALL_TYPES) == FLOAT_TYPES
+    assert _formats_accepted(plugin, 1, 2, [dtype], ALL_TYPES) == [INT32]
+    assert _formats_accepted(plugin, 2, 2, [dtype, INT32], ALL_TYPES) == [dtype]
+
+
+def test_configure_checks_ranks_and_bias_width(host):
+    remove = host.create("RemovePadding")
+    assert remove.configure([Tensor(HALF, (-1, -1, 64)), Tensor(INT64, (-1, -1))], 4) == 0
+    assert remove.configure([Tensor(HALF, (-1, -1, 64)), Tensor(INT64, (-1,))], 4) != 0
+    expect_log(host, "input 'attention_mask' must have rank 2 [B, S]")
+    assert remove.configure([Tensor(HALF, (2, -1, 64)), Tensor(INT64, (3, -1))], 4) != 0
+    expect_log(host, "input 'attention_mask' [3, -1] must be [B, S] of input 'input' [2, -1, 64]")
+    mha = host.create("FusedMHA", "num_heads:i32:2")
+    good = [Tensor(HALF, (-1, 192)), Tensor(HALF, (192,)), Tensor(INT32, (-1,)), Tensor(INT32, (-1, -1))]
+    assert mha.configure(good, 1) == 0
+    assert mha.configure([good[0], Tensor(HALF, (96,)), *good[2:]], 1) != 0
+    expect_log(host, "input 'qkv_bias' must be [3 * H] = [192] (the width of 'qkv'), but it is [96]")
+    assert (
+        host.create("RebuildPadding").configure([Tensor(HALF, (-1, 64, 1)), Tensor(INT32, (-1, -1))], 1) != 0
+    )
+    expect_log(host, "input 'packed' must have rank 2 [T, H]")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Runtime: enqueue against NumPy, as TensorRT runs the three plugins
+# ---------------------------------------------------------------------------------------------------
+
+
+def packed_layout(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cu_seqlens [B + 1] and token_offset [B, S] of docs/ops.md."""
+    flat = mask.reshape(-1)
+    cu = np.concatenate([[0], np.cumsum(mask.sum(axis=1))]).astype(np.int32)
+    offsets = np.concatenate([np.flatnonzero(flat), np.flatnonzero(flat == 0)]).astype(np.int32)
+    return cu, offsets.reshape(mask.shape)
+
+
+def run_remove_padding(host, x: np.ndarray, mask: np.ndarray, dtype: str):
+    """RemovePadding as TensorRT runs it: outputs allocated for the upper bound B * S rows; returns the
+    packed rows, cu_seqlens, token_offset and num_tokens."""
+    batch, seq_len, hidden = x.shape
+    mask_type = INT32 if mask.dtype == np.int32 else INT64
+    outputs = [
+        Tensor(
+            TRT_TYPES[dtype],
+            (-1, hidden),
+            trt_host.empty_buffer("packed", (batch * seq_len, hidden), x.dtype),
+        ),
+        Tensor(INT32, (batch + 1,), trt_host.empty_buffer("cu_seqlens", (batch + 1,), np.int32)),
+        Tensor(INT32, (batch, seq_len), trt_host.empty_buffer("token_offset", (batch, seq_len), np.int32)),
+        Tensor(INT64, (), trt_host.empty_buffer("num_tokens", (1,), np.int64)),
+    ]
+    inputs = [
+        Tensor(TRT_TYPES[dtype], x.shape, trt_host.buffer_of("input", x)),
+        Tensor(mask_type, mask.shape, trt_host.buffer_of("attention_mask", mask)),
+    ]
+    status = host.create("RemovePadding").enqueue(inputs, outputs)
+    assert status == 0, host.take_log()
+    return (
+        outputs[0].buffer.read(x.dtype, (batch * seq_len, hidden)),
+        outputs[1].buffer.read(np.int32, (batch + 1,)),
+        outputs[2].buffer.read(np.int32, (batch, seq_len)),
+        int(outputs[3].buffer.read(np.int64, (1,))[0]),
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mask_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize(
+    "batch, seq_len, hidden, kind",
+    [(3, 17, 64, "right"), (5, 9, 40, "holes"), (2, 4, 8, "empty"), (1, 1, 2, "full")],
+)
+def test_remove_padding_enqueue(host, dtype, mask_dtype, batch, seq_len, hidden, kind):
+    rng = np.random.default_rng(batch * 100 + seq_len)
+    mask = checks.make_mask(batch, seq_len, kind, rng).astype(mask_dtype)
+    x = rng.standard_normal((batch, seq_len, hidden)).astype(checks.np_dtype(dtype))
+    packed, cu, offsets, num_tokens = run_remove_padding(host, x, mask, dtype)
+    cu_ref, offsets_ref = packed_layout(mask)
+    tokens = int(mask.sum())
+    assert num_tokens == tokens
+    harness.assert_bits_equal(cu, cu_ref, "cu_seqlens")
+    harness.assert_bits_equal(offsets, offsets_ref, "token_offset")
+    harness.assert_bits_equal(packed[:tokens], x.reshape(-1, hidden)[mask.reshape(-1) != 0], "packed rows")
+    harness.assert_bits_equal(packed[tokens:], np.zeros_like(packed[tokens:]), "rows past T (zero)")
+
+
+def test_remove_padding_empty_batch(host):
+    x = np.zeros((0, 7, 16), np.float32)
+    _, cu, _, num_tokens = run_remove_padding(host, x, np.zeros((0, 7), np.int64), "float32")
+    assert num_tokens == 0 and cu.tolist() == [0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["right", "holes"])
+def test_rebuild_padding_enqueue(host, dtype, kind):
+    batch, seq_len, hidden = 4, 13, 48
+    rng = np.random.default_rng(7)
+    mask = checks.make_mask(batch, seq_len, kind, rng)
+    _, offsets = packed_layout(mask)
+    tokens = int(mask.sum())
+    packed = rng.standard_normal((tokens, hidden)).astype(checks.np_dtype(dtype))
+    out = Tensor(
+        TRT_TYPES[dtype],
+        (batch, seq_len, hidden),
+        trt_host.empty_buffer("output", (batch, seq_len, hidden), packed.dtype),
+    )
+    inputs = [
+        Tensor(TRT_TYPES[dtype], packed.shape, trt_host.buffer_of("packed", packed)),
+        Tensor(INT32, offsets.shape, trt_host.buffer_of("token_offset", offsets)),
+    ]
+    assert host.create("RebuildPadding").enqueue(inputs, [out]) == 0, host.take_log()
+    expected = np.zeros((batch * seq_len, hidden), packed.dtype)
+    expected[mask.reshape(-1) != 0] = packed
+    harness.assert_bits_equal(
+        out.buffer.read(packed.dtype, (batch, seq_len, hidden)),
+        expected.reshape(batch, seq_len, hidden),
+        "padded output",
+    )
+
+
+def run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype, batch=None):
+    tokens, width = qkv.shape
+    batch = len(cu) - 1 if batch is None else batch
+    out = Tensor(
+        TRT_TYPES[dtype],
+        (tokens, width // 3),
+        trt_host.empty_buffer("context", (tokens, width // 3), qkv.dtype),
+    )
+    inputs = [
+        Tensor(TRT_TYPES[dtype], qkv.shape, trt_host.buffer_of("qkv", qkv)),
+        Tensor(TRT_TYPES[dtype], bias.shape, trt_host.buffer_of("qkv_bias", bias)),
+        Tensor(INT32, cu.shape, trt_host.buffer_of("cu_seqlens", cu)),
+        Tensor(INT32, (batch, seq_len), trt_host.empty_buffer("token_offset", (batch, seq_len), np.int32)),
+    ]
+    status = host.create("FusedMHA", fields).enqueue(inputs, [out])
+    return status, out.buffer.read(qkv.dtype, (tokens, width // 3))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("heads, head_size, scale", [(2, 32, None), (1, 64, 0.3), (2, 128, None)])
+def test_fused_mha_enqueue(host, dtype, heads, head_size, scale):
+    lengths, seq_len = (19, 1, 0, 7), 23
+    hidden = heads * head_size
+    rng = np.random.default_rng(heads * head_size)
+    dt = checks.np_dtype(dtype)
+    tokens = sum(lengths)
+    qkv = rng.standard_normal((tokens, 3 * hidden)).astype(dt)
+    bias = (0.1 * rng.standard_normal(3 * hidden)).astype(dt)
+    cu = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    fields = f"num_heads:i32:{heads}" + (f";scale:f32:{scale}" if scale is not None else "")
+    status, out = run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype)
+    assert status == 0, host.take_log()
+    used_scale = scale if scale is not None else 1 / np.sqrt(head_size)
+    ref = checks.mha_reference(qkv, bias, lengths, heads, head_size, np.float32(used_scale))
+    if dtype == "float32":
+        harness.assert_close(out, ref, 2e-5, 1e-4, "context")
+    else:
+        ref_lowp = checks.mha_reference(qkv, bias, lengths, heads, head_size, np.float32(used_scale), dtype)
+        harness.assert_close_lowp(out, ref, ref_lowp, checks.LOWP_ATOL[dtype], "context")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("cu_seqlens", "input 'cu_seqlens' must be [B + 1] = [5] (B from 'token_offset'), but it is [4]"),
+        ("rows", "input 'qkv' has T=93 rows, more than the B * S=4 * 23 padded slots of 'token_offset'"),
+    ],
+)
+def test_fused_mha_enqueue_errors_reach_the_logger(host, change, message):
+    rng = np.random.default_rng(0)
+    tokens = 93 if change == "rows" else 27
+    qkv = rng.standard_normal((tokens, 192)).astype(np.float32)
+    bias = np.zeros(192, np.float32)
+    cu = np.array([0, 10, 20, 27] if change == "cu_seqlens" else [0, 20, 40, 60, 93], np.int32)
+    status, _ = run_fused_mha(host, "num_heads:i32:2", qkv, bias, cu, 23, "float32", batch=4)
+    assert status != 0
+    expect_log(host, f"bytetx FusedMHA: {message}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_encoder_chain_as_tensorrt_runs_it(host, dtype):
+    """RemovePadding -> FusedMHA (on its Q, K, V: the packed input tripled) -> RebuildPadding, each on the
+    rows TensorRT hands it after reading num_tokens: equal to attention on the padded batch with the
+    mask, zero at padding."""
+    batch, seq_len, heads, head_size = 3, 21, 2, 32
+    hidden = heads * head_size
+    rng = np.random.default_rng(3)
+    dt = checks.np_dtype(dtype)
+    mask = checks.make_mask(batch, seq_len, "holes", rng)
+    x = rng.standard_normal((batch, seq_len, 3 * hidden)).astype(dt)
+    packed, cu, offsets, tokens = run_remove_padding(host, x, mask, dtype)
+    qkv = packed[:tokens]  # TensorRT runs the next layers on the first T rows
+    status, context = run_fused_mha(
+        host, f"num_heads:i32:{heads}", qkv, np.zeros(3 * hidden, dt), cu, seq_len, dtype
+    )
+    assert status == 0, host.take_log()
+    out = Tensor(
+        TRT_TYPES[dtype],
+        (batch, seq_len, hidden),
+        trt_host.empty_buffer("output", (batch, seq_len, hidden), dt),
+    )
+    inputs = [
+        Tensor(TRT_TYPES[dtype], context.shape, trt_host.buffer_of("context", context)),
+        Tensor(INT32, offsets.shape, trt_host.buffer_of("token_offset", offsets)),
+    ]
+    assert host.create("RebuildPadding").enqueue(inputs, [out]) == 0, host.take_log()
+    padded = out.buffer.read(dt, (batch, seq_len, hidden)).astype(np.float64)
+
+    lengths = tuple(int(n) for n in mask.sum(axis=1))
+    scale = np.float32(1 / np.sqrt(head_size))
+    ref = checks.mha_reference(qkv, None, lengths, heads, head_size, scale)
+    valid = padded.reshape(-1, hidden)[mask.reshape(-1) != 0]
+    if dtype == "float32":
+        harness.assert_close(valid, ref, 2e-5, 1e-4, "context at the valid positions")
+    else:
+        ref_lowp = checks.mha_reference(qkv, None, lengths, heads, head_size, scale, dtype)
+        harness.assert_close_lowp(
+            valid, ref, ref_lowp, checks.LOWP_ATOL[dtype], "context at the valid positions"
+        )
+    assert not padded.reshape(-1, hidden)[mask.reshape(-1) == 0].any(), "padding must be exactly zero"
