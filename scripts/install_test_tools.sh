@@ -6,7 +6,7 @@ set -euo pipefail
 packages=()
 command -v clang++ >/dev/null || packages+=(clang)
 command -v valgrind >/dev/null || packages+=(valgrind)
-clang_major=$(clang++ --version 2>/dev/null | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -n 1)
+clang_major=$(clang++ --version 2>/dev/null | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -n 1 || true)
 if [ -n "$clang_major" ] && ! ls /usr/lib/llvm-"$clang_major"/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
   packages+=("libclang-rt-$clang_major-dev")
 fi
