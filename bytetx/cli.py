@@ -73,10 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attn-implementation", choices=["eager", "sdpa"], default="eager",
                         help="transformers attention implementation to export (default: eager)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset of the export (default: 17)")
-    parser.add_argument("--target", choices=["ort-cpu", "ort-cuda"], default="ort-cpu",
-                        help="back end the model is for (default: ort-cpu)")
+    parser.add_argument("--target", choices=["ort-cpu", "ort-cuda", "tensorrt"], default="ort-cpu",
+                        help="back end the model is for; tensorrt writes the model TensorRT's ONNX parser maps "
+                        "onto libbytetx_trt.so and prints the trtexec command that builds its engine "
+                        "(default: ort-cpu)")
     parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
-                        help="weights and activations; fp16 needs --target ort-cuda (default: fp32)")
+                        help="weights and activations; fp16 needs a GPU target (default: fp32)")
+    parser.add_argument("--trt-profile", type=_shape_profile, metavar="MIN,OPT,MAX",
+                        help="TensorRT optimization profile as BxS triples, e.g. 1x1,8x128,32x512 (the default)")
+    parser.add_argument("--trt-plugins", choices=["dynamic", "static"], default="dynamic",
+                        help="how trtexec loads the plugin library: --dynamicPlugins or --staticPlugins "
+                        "(default: dynamic)")
     parser.add_argument("--num-heads", type=int, help="heads per attention block, where the graph does not show it")
     parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                         help="compare with the original on a ragged batch before writing (default: on)")
@@ -86,6 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=16, help="batch size for --time (default: 16)")
     parser.add_argument("--max-length", type=int, default=128, help="padded length for --time (default: 128)")
     return parser
+
+
+def _shape_profile(text: str):
+    """``MIN,OPT,MAX`` with each a ``BATCHxSEQUENCE`` pair, as a ShapeProfile."""
+    from bytetx.exporter import ExportError
+    from bytetx.exporter.tensorrt import ShapeProfile
+
+    parts = text.split(",")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        shapes = [tuple(int(v) for v in part.lower().split("x")) for part in parts]
+        return ShapeProfile(*shapes)
+    except (ValueError, ExportError) as error:
+        detail = f": {error}" if isinstance(error, ExportError) else ""
+        raise argparse.ArgumentTypeError(
+            f"expected MIN,OPT,MAX as BATCHxSEQUENCE, e.g. 1x1,8x128,32x512; got {text!r}{detail}"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,14 +143,17 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         save_onnx_atomic,
         to_float16,
     )
+    from bytetx.exporter.tensorrt import to_tensorrt
     from bytetx.graph_rewrite import rewrite_padding_free
 
     if args.precision == "fp16" and args.target == "ort-cpu":
-        raise ExportError("--precision fp16 needs --target ort-cuda: the CPU ops compute in float32")
+        raise ExportError("--precision fp16 needs --target ort-cuda or tensorrt: the CPU ops compute in float32")
     demo = args.source is None
     source = bundled_model_dir() if demo else Path(args.source)
     name = DEMO_MODEL_NAME if demo else (source.name if source.is_dir() else source.stem)
     output = _output_path(args, name, demo)
+    if args.target != "tensorrt" and (args.trt_profile is not None or args.trt_plugins != "dynamic"):
+        raise ExportError("--trt-profile and --trt-plugins need --target tensorrt")
     timing_wanted = demo if args.time is None else args.time
     bytetx.ort_library_path()  # fail before any work if the plugin library is missing
 
@@ -154,8 +182,13 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 console.print(line, highlight=False)
         if args.precision == "fp16":
             rewritten = to_float16(rewritten)
+            runs_on = "in TensorRT" if args.target == "tensorrt" else "on the CUDA provider"
             console.print("converted to float16 (inputs and outputs keep their types; statistics stay float32); "
-                          "the float32 rewrite was verified, the float16 model runs on the CUDA provider")
+                          f"the float32 rewrite was verified, the float16 model runs {runs_on}")
+        if args.target == "tensorrt":
+            rewritten = to_tensorrt(rewritten)
+            console.print("TensorRT flavour: plugin_version/plugin_namespace on every bytetx node, "
+                          "RemovePadding's num_tokens size tensor added")
 
         status.update(f"writing {output}")
         save_onnx_atomic(rewritten, output)
@@ -164,16 +197,35 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         if timing_wanted and args.target == "ort-cpu":
             status.update(f"timing batch {args.batch}, max length {args.max_length}")
             _print_timing(_time(original, rewritten, loaded, args.batch, args.max_length), console)
+    if args.target == "tensorrt":
+        _print_trtexec_command(rewritten, output, args, console)
     return 0
+
+
+def _print_trtexec_command(model, output: Path, args: argparse.Namespace, console: Console) -> None:
+    from bytetx.exporter import tensorrt as trt_export
+
+    library = trt_export.plugin_library_path()
+    command = trt_export.trtexec_command(
+        output, library, trt_export.profile_inputs(model), args.trt_profile,
+        engine_path=output.with_suffix(".plan"), plugin_loading=args.trt_plugins,
+    )
+    console.print("build the TensorRT engine with:", highlight=False)
+    # The command alone on stdout, so that scripts can capture it.
+    print(trt_export.format_command(command))
+    if not library.exists():
+        console.print(f"note: {library} is not built here: build bytetx with TensorRT "
+                      f"(TENSORRT_ROOT) or set {trt_export.LIBRARY_ENV}", highlight=False)
 
 
 def _output_path(args: argparse.Namespace, name: str, demo: bool) -> Path:
     if args.output:
         return Path(args.output)
+    suffix = ".bytetx.trt.onnx" if args.target == "tensorrt" else ".bytetx.onnx"
     if demo:
         DEMO_OUTPUT_DIR.mkdir(exist_ok=True)
-        return DEMO_OUTPUT_DIR / f"{name}.bytetx.onnx"
-    return Path(f"{name}.bytetx.onnx")
+        return DEMO_OUTPUT_DIR / f"{name}{suffix}"
+    return Path(f"{name}{suffix}")
 
 
 def _feeds_for(model, loaded, mask: np.ndarray, seed: int) -> dict[str, np.ndarray]:

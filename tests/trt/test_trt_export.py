@@ -198,3 +198,58 @@ def test_plugin_library_path(monkeypatch, tmp_path):
     assert default.name == "libbytetx_trt.so" and default.parent.name == "lib"
     monkeypatch.setenv(trt_export.LIBRARY_ENV, str(tmp_path / "custom.so"))
     assert trt_export.plugin_library_path() == tmp_path / "custom.so"
+
+
+# bytetx-export --target tensorrt
+
+
+def test_cli_writes_the_tensorrt_flavour_and_prints_its_trtexec_command(
+    tiny_model_dirs, tmp_path, capsys, monkeypatch, ort_library
+):
+    from bytetx.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(trt_export.LIBRARY_ENV, "/opt/plugins/libbytetx_trt.so")
+    code = main([str(tiny_model_dirs("bert")), "--target", "tensorrt", "--precision", "fp16",
+                 "--trt-profile", "1x2,4x16,8x32", "--trt-plugins", "static"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    source = tiny_model_dirs("bert")
+    written = tmp_path / f"{source.name}.bytetx.trt.onnx"
+    model = onnx.load(str(written))
+    assert trt_export.is_tensorrt_flavour(model)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert any(
+        init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer
+    ), "--precision fp16 was not applied"
+    assert "vs Hugging Face PyTorch" in err and "FAILED" not in err
+    expected = trt_export.trtexec_command(
+        written.name, "/opt/plugins/libbytetx_trt.so", trt_export.profile_inputs(model),
+        trt_export.ShapeProfile((1, 2), (4, 16), (8, 32)),
+        engine_path=f"{source.name}.bytetx.trt.plan", plugin_loading="static",
+    )
+    assert out.strip() == trt_export.format_command(expected)
+    assert "--staticPlugins=/opt/plugins/libbytetx_trt.so" in out
+    assert "is not built here" in err
+
+
+@pytest.mark.parametrize(
+    "profile",
+    ["1x1,8x128", "1x1,8x128,32", "1x1,8xa,32x512", "0x1,8x128,32x512", "1x1,64x128,32x512"],
+)
+def test_cli_refuses_a_malformed_profile(profile, capsys):
+    from bytetx.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--target", "tensorrt", "--trt-profile", profile])
+    assert exit_info.value.code == 2
+    assert "--trt-profile" in capsys.readouterr().err
+
+
+def test_cli_refuses_tensorrt_options_for_another_target(tmp_path, capsys):
+    from bytetx.cli import main
+
+    code = main(["--target", "ort-cpu", "--trt-plugins", "static", "-o", str(tmp_path / "m.onnx")])
+    assert code == 1
+    assert "need --target tensorrt" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
