@@ -219,16 +219,19 @@ def peak_shapes(quick: bool) -> list[tuple[int, int, int]]:
 @dataclass(frozen=True)
 class TimingPolicy:
     """Warm-up calls for at least ``warmup_s`` (at least one), then as many timed calls as fit in
-    ``budget_s``, within [min_repeats, max_repeats]."""
+    ``budget_s``, within [min_repeats, max_repeats]. The runners of a workload share the budget over
+    ``rounds`` interleaved rounds, so that a slow drift of the machine's speed over the minutes of a
+    workload touches every runner alike instead of whichever ran last."""
 
     warmup_s: float
     budget_s: float
     min_repeats: int
     max_repeats: int
+    rounds: int = 1
 
 
-QUICK_TIMING = TimingPolicy(warmup_s=0.2, budget_s=0.6, min_repeats=3, max_repeats=15)
-FULL_TIMING = TimingPolicy(warmup_s=0.5, budget_s=3.0, min_repeats=3, max_repeats=100)
+QUICK_TIMING = TimingPolicy(warmup_s=0.2, budget_s=0.6, min_repeats=3, max_repeats=15, rounds=3)
+FULL_TIMING = TimingPolicy(warmup_s=0.5, budget_s=3.0, min_repeats=3, max_repeats=100, rounds=3)
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,10 @@ class Timing:
     median_ms: float
     min_ms: float
     repeats: int
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Timing:
+        return cls(statistics.median(samples) * 1e3, min(samples) * 1e3, len(samples))
 
 
 def timed_call(run: Run) -> float:
@@ -245,20 +252,44 @@ def timed_call(run: Run) -> float:
     return time.perf_counter() - start
 
 
-def measure(run: Run, policy: TimingPolicy) -> Timing:
-    """Median wall-clock latency of ``run()``; the last warm-up call sizes the number of repeats.
+def timed_calls(run: Run, warmup_s: float, budget_s: float, min_repeats: int, max_repeats: int,
+                known_call_s: float = 0.0) -> list[float]:
+    """Warm up for ``warmup_s``, then time calls to fill ``budget_s`` (within the repeat bounds).
 
     Warm-up runs by time, not by count: right after another runner, the first calls of a small
-    model can be several times slower than its steady state.
+    model can be several times slower than its steady state. A call already known to take longer
+    than the warm-up (``known_call_s``) needs none.
     """
-    warmed, last = 0.0, 0.0
-    while warmed == 0.0 or warmed < policy.warmup_s:
-        last = timed_call(run)
-        warmed += last
-    wanted = int(policy.budget_s / max(last, 1e-6))
-    repeats = min(max(wanted, policy.min_repeats), policy.max_repeats)
-    samples = [timed_call(run) for _ in range(repeats)]
-    return Timing(statistics.median(samples) * 1e3, min(samples) * 1e3, repeats)
+    last = known_call_s
+    if known_call_s < warmup_s:
+        warmed = 0.0
+        while warmed == 0.0 or warmed < warmup_s:
+            last = timed_call(run)
+            warmed += last
+    wanted = int(budget_s / max(last, 1e-6))
+    return [timed_call(run) for _ in range(min(max(wanted, min_repeats), max_repeats))]
+
+
+def measure(run: Run, policy: TimingPolicy) -> Timing:
+    """Median wall-clock latency of ``run()`` measured alone (the whole budget in one go)."""
+    return Timing.of(timed_calls(run, policy.warmup_s, policy.budget_s, policy.min_repeats, policy.max_repeats))
+
+
+def measure_interleaved(runs: dict[str, Run], policy: TimingPolicy,
+                        on_measured: Callable[[str], None]) -> dict[str, Timing]:
+    """Median latency of each run, measured in ``policy.rounds`` rounds that visit every run in turn,
+    each round with its share of the budget and repeats; the median is over all rounds' calls."""
+    rounds = max(1, policy.rounds)
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for round_index in range(rounds):
+        for name, run in runs.items():
+            known = min(samples[name]) if samples[name] else 0.0
+            samples[name] += timed_calls(run, policy.warmup_s, policy.budget_s / rounds,
+                                         math.ceil(policy.min_repeats / rounds),
+                                         math.ceil(policy.max_repeats / rounds), known)
+            if round_index == rounds - 1:
+                on_measured(name)
+    return {name: Timing.of(values) for name, values in samples.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,10 +533,7 @@ def run_workload(workload: Workload, model: ModelUnderTest, runners: Sequence[st
                  on_measured: Callable[[str], None]) -> WorkloadResult:
     """Time every runner on the workload's batch and check bytetx against plain ONNX Runtime."""
     batch = model.batch(workload.lengths())
-    timings = {}
-    for name in runners:
-        timings[name] = measure(build_run(name, model, batch), policy)
-        on_measured(name)
+    timings = measure_interleaved({name: build_run(name, model, batch) for name in runners}, policy, on_measured)
     return WorkloadResult(
         workload,
         [int(n) for n in batch.lengths],
@@ -547,7 +575,8 @@ def estimate_seconds(workloads: Sequence[Workload], runners: Sequence[str], peak
             flops = encoder_flops(executed_lengths(name, lengths), dims[workload.model])
             call_s = flops / (efficiency * peak_gflops * 1e9)
             repeats = min(max(policy.budget_s / call_s, policy.min_repeats), policy.max_repeats)
-            total += max(policy.warmup_s, call_s) + repeats * call_s
+            warm_up = policy.rounds * policy.warmup_s if call_s < policy.warmup_s else call_s
+            total += warm_up + repeats * call_s
     return total
 
 
@@ -706,6 +735,17 @@ def plot_panel(axis: Any, records: list[dict[str, Any]], max_lengths: list[int])
     axis.grid(alpha=0.3)
 
 
+def have_matplotlib(console: Console) -> bool:
+    """Checked before measuring: the plot is written at the end of a long run."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        console.print("[bold red]error:[/] matplotlib is missing: pip install matplotlib "
+                      "(or bytetx[bench])", highlight=False)
+        return False
+    return True
+
+
 def write_reports(report: dict[str, Any], output_dir: Path) -> list[Path]:
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = [output_dir / f"{RESULT_STEM}.{suffix}" for suffix in ("json", "md", "png")]
@@ -845,6 +885,8 @@ def main(argv: list[str] | None = None) -> int:
         bytetx.ort_library_path()
     except bytetx.LibraryNotFoundError as error:
         console.print(f"[bold red]error:[/] {error} (or set BYTETX_ORT_LIBRARY)", highlight=False)
+        return 1
+    if not have_matplotlib(console):
         return 1
     torch.set_num_threads(args.threads)
     report = run_benchmark(args, console)
