@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import logging
 import math
@@ -496,28 +497,38 @@ class WorkloadResult:
 
     def record(self, peak_gflops: float) -> dict[str, Any]:
         """JSON-ready: latencies, tokens/s, useful GFLOP/s and fraction of peak, bytetx's speedups."""
-        tokens = sum(self.lengths)
         ours_ms = self.timings[OURS.name].median_ms
-        gflops = {name: self.useful_gflop / (t.median_ms / 1e3) for name, t in self.timings.items()}
         baselines = [name for name in self.timings if name != OURS.name]
         speedups = {name: self.timings[name].median_ms / ours_ms for name in baselines}
         return {
-            **asdict(self.workload),
-            "lengths": self.lengths,
-            "mean_length": tokens / len(self.lengths),
-            "padded_length": self.padded_length,
-            "real_tokens": tokens,
-            "padded_tokens": self.padded_length * len(self.lengths),
-            "useful_gflop": self.useful_gflop,
-            "latency_ms": {name: asdict(t) for name, t in self.timings.items()},
-            "tokens_per_s": {name: tokens / (t.median_ms / 1e3) for name, t in self.timings.items()},
-            "useful_gflops": gflops,
-            "fraction_of_peak": {name: value / peak_gflops for name, value in gflops.items()},
+            **workload_record(self.workload, self.lengths, self.padded_length, self.useful_gflop,
+                              self.timings, peak_gflops),
             "bytetx_speedup": speedups,
             "best_padded": best_of(speedups, "padded"),
             "best_unpadded": best_of(speedups, "unpadded"),
             "max_abs_diff_vs_ort": self.max_abs_diff_vs_ort,
         }
+
+
+def workload_record(workload: Workload, lengths: list[int], padded_length: int, useful_gflop: float,
+                    timings: dict[str, Timing], peak_gflops: float) -> dict[str, Any]:
+    """JSON-ready fields of any benchmark's workload: its batch, every runner's latency, tokens/s,
+    useful GFLOP/s and fraction of the GEMM peak."""
+    tokens = sum(lengths)
+    gflops = {name: useful_gflop / (t.median_ms / 1e3) for name, t in timings.items()}
+    return {
+        **asdict(workload),
+        "lengths": lengths,
+        "mean_length": tokens / len(lengths),
+        "padded_length": padded_length,
+        "real_tokens": tokens,
+        "padded_tokens": padded_length * len(lengths),
+        "useful_gflop": useful_gflop,
+        "latency_ms": {name: asdict(t) for name, t in timings.items()},
+        "tokens_per_s": {name: tokens / (t.median_ms / 1e3) for name, t in timings.items()},
+        "useful_gflops": gflops,
+        "fraction_of_peak": {name: value / peak_gflops for name, value in gflops.items()},
+    }
 
 
 def best_of(speedups: dict[str, float], kind: Kind) -> dict[str, Any] | None:
@@ -737,41 +748,55 @@ def plot_panel(axis: Any, records: list[dict[str, Any]], max_lengths: list[int])
 
 def have_matplotlib(console: Console) -> bool:
     """Checked before measuring: the plot is written at the end of a long run."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         console.print("[bold red]error:[/] matplotlib is missing: pip install matplotlib "
                       "(or bytetx[bench])", highlight=False)
         return False
     return True
 
 
-def write_reports(report: dict[str, Any], output_dir: Path) -> list[Path]:
+def write_report_files(report: dict[str, Any], output_dir: Path, stem: str, markdown: str,
+                       plot: Callable[[dict[str, Any], Path], None]) -> list[Path]:
+    """``stem``.json (the report), ``stem``.md (``markdown``) and ``stem``.png (drawn by ``plot``)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    paths = [output_dir / f"{RESULT_STEM}.{suffix}" for suffix in ("json", "md", "png")]
+    paths = [output_dir / f"{stem}.{suffix}" for suffix in ("json", "md", "png")]
     paths[0].write_text(json.dumps(report, indent=2) + "\n")
-    paths[1].write_text(markdown_report(report))
-    plot_speedups(report, paths[2])
+    paths[1].write_text(markdown)
+    plot(report, paths[2])
     return paths
+
+
+def write_reports(report: dict[str, Any], output_dir: Path) -> list[Path]:
+    return write_report_files(report, output_dir, RESULT_STEM, markdown_report(report), plot_speedups)
 
 
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
 
+def names(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated, non-empty list of ``choices``."""
+    def parse(text: str) -> list[str]:
+        chosen = [item.strip() for item in text.split(",") if item.strip()]
+        unknown = sorted(set(chosen) - set(choices))
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {', '.join(choices)}")
+        return chosen
+    return parse
+
+
+def integers(text: str) -> list[int]:
+    """An argparse type: a comma-separated, non-empty list of positive integers."""
+    try:
+        values = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
-    def names(choices: Sequence[str]) -> Callable[[str], list[str]]:
-        def parse(text: str) -> list[str]:
-            chosen = [item.strip() for item in text.split(",") if item.strip()]
-            unknown = sorted(set(chosen) - set(choices))
-            if unknown:
-                raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {', '.join(choices)}")
-            return chosen
-        return parse
-
-    def integers(text: str) -> list[int]:
-        return [int(item) for item in text.split(",") if item.strip()]
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",

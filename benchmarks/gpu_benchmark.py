@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import logging
-import os
 import platform
 import sys
 import tempfile
@@ -50,8 +48,12 @@ from cpu_benchmark import (
     encoder_flops,
     format_duration,
     have_matplotlib,
+    integers,
     measure,
     minilm_dir,
+    names,
+    workload_record,
+    write_report_files,
 )
 
 DEFAULT_OUTPUT_DIR = Path(__file__).resolve().parent / "results"
@@ -520,8 +522,6 @@ class WorkloadResult:
     failures: dict[str, str]
 
     def record(self, peak_gflops: float) -> dict[str, Any]:
-        tokens = sum(self.lengths)
-        gflops = {name: self.useful_gflop / (t.median_ms / 1e3) for name, t in self.timings.items()}
         ours = [name for name in self.timings if RUNNERS[name].kind == "ours"]
         speedups = {
             mine: {name: t.median_ms / self.timings[mine].median_ms
@@ -529,17 +529,8 @@ class WorkloadResult:
             for mine in ours
         }
         return {
-            **asdict(self.workload),
-            "lengths": self.lengths,
-            "mean_length": tokens / len(self.lengths),
-            "padded_length": self.padded_length,
-            "real_tokens": tokens,
-            "padded_tokens": self.padded_length * len(self.lengths),
-            "useful_gflop": self.useful_gflop,
-            "latency_ms": {name: asdict(t) for name, t in self.timings.items()},
-            "tokens_per_s": {name: tokens / (t.median_ms / 1e3) for name, t in self.timings.items()},
-            "useful_gflops": gflops,
-            "fraction_of_peak": {name: value / peak_gflops for name, value in gflops.items()},
+            **workload_record(self.workload, self.lengths, self.padded_length, self.useful_gflop,
+                              self.timings, peak_gflops),
             "speedup": speedups,
             "best_padded": {mine: best_of(s, "padded") for mine, s in speedups.items()},
             "best_unpadded": {mine: best_of(s, "unpadded") for mine, s in speedups.items()},
@@ -693,12 +684,7 @@ def plot_speedups(report: dict[str, Any], path: Path) -> None:
 
 
 def write_reports(report: dict[str, Any], output_dir: Path) -> list[Path]:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    paths = [output_dir / f"{RESULT_STEM}.{suffix}" for suffix in ("json", "md", "png")]
-    paths[0].write_text(json.dumps(report, indent=2) + "\n")
-    paths[1].write_text(markdown_report(report))
-    plot_speedups(report, paths[2])
-    return paths
+    return write_report_files(report, output_dir, RESULT_STEM, markdown_report(report), plot_speedups)
 
 
 # --------------------------------------------------------------------------------------------
@@ -706,24 +692,6 @@ def write_reports(report: dict[str, Any], output_dir: Path) -> list[Path]:
 # --------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    def names(choices: Sequence[str]) -> Callable[[str], list[str]]:
-        def parse(text: str) -> list[str]:
-            chosen = [item.strip() for item in text.split(",") if item.strip()]
-            unknown = sorted(set(chosen) - set(choices))
-            if unknown or not chosen:
-                raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {', '.join(choices)}")
-            return chosen
-        return parse
-
-    def integers(text: str) -> list[int]:
-        try:
-            values = [int(item) for item in text.split(",") if item.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-        if not values or min(values) < 1:
-            raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-        return values
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
