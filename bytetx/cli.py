@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trt-plugins", choices=["dynamic", "static"], default="dynamic",
                         help="how trtexec loads the plugin library: --dynamicPlugins or --staticPlugins "
                         "(default: dynamic)")
+    parser.add_argument("--trt-serialize-plugin", action="store_true",
+                        help="the engine carries the plugin library (--setPluginsToSerialize, --versionCompatible), "
+                        "so its runtime needs no plugin path; needs --trt-plugins dynamic")
     parser.add_argument("--num-heads", type=int, help="heads per attention block, where the graph does not show it")
     parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                         help="compare with the original on a ragged batch before writing (default: on)")
@@ -152,8 +155,12 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     source = bundled_model_dir() if demo else Path(args.source)
     name = DEMO_MODEL_NAME if demo else (source.name if source.is_dir() else source.stem)
     output = _output_path(args, name, demo)
-    if args.target != "tensorrt" and (args.trt_profile is not None or args.trt_plugins != "dynamic"):
-        raise ExportError("--trt-profile and --trt-plugins need --target tensorrt")
+    if args.target != "tensorrt" and (args.trt_profile is not None or args.trt_plugins != "dynamic"
+                                      or args.trt_serialize_plugin):
+        raise ExportError("--trt-profile, --trt-plugins and --trt-serialize-plugin need --target tensorrt")
+    if args.trt_serialize_plugin and args.trt_plugins != "dynamic":
+        raise ExportError("--trt-serialize-plugin needs --trt-plugins dynamic: TensorRT serializes only "
+                          "libraries it loaded itself")
     timing_wanted = demo if args.time is None else args.time
     bytetx.ort_library_path()  # fail before any work if the plugin library is missing
 
@@ -209,6 +216,7 @@ def _print_trtexec_command(model, output: Path, args: argparse.Namespace, consol
     command = trt_export.trtexec_command(
         output, library, trt_export.profile_inputs(model), args.trt_profile,
         engine_path=output.with_suffix(".plan"), plugin_loading=args.trt_plugins,
+        serialize_plugin=args.trt_serialize_plugin,
     )
     console.print("build the TensorRT engine with:", highlight=False)
     # The command alone on stdout, so that scripts can capture it.

@@ -246,6 +246,29 @@ def test_cli_refuses_a_malformed_profile(profile, capsys):
     assert "--trt-profile" in capsys.readouterr().err
 
 
+def test_cli_serialize_plugin_adds_the_library_to_the_engine(tiny_model_dirs, tmp_path, capsys, ort_library):
+    from bytetx.cli import main
+
+    output = tmp_path / "model.onnx"
+    code = main([str(tiny_model_dirs("bert")), "-o", str(output), "--no-verify", "--target", "tensorrt",
+                 "--trt-serialize-plugin"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    library = str(trt_export.plugin_library_path())
+    assert f"--setPluginsToSerialize={library}" in out and "--versionCompatible" in out
+    assert f"--dynamicPlugins={library}" in out
+
+
+def test_cli_serialize_plugin_refuses_static_loading(tmp_path, capsys):
+    from bytetx.cli import main
+
+    output = tmp_path / "model.onnx"
+    code = main(["--target", "tensorrt", "--trt-plugins", "static", "--trt-serialize-plugin", "-o", str(output)])
+    assert code == 1
+    assert "needs --trt-plugins dynamic" in capsys.readouterr().err
+    assert not output.exists()
+
+
 def test_cli_refuses_tensorrt_options_for_another_target(tmp_path, capsys):
     from bytetx.cli import main
 
