@@ -16,6 +16,7 @@ See benchmarks/README.md for what is measured and how.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import importlib.util
 import json
@@ -834,7 +835,7 @@ def resolve(args: argparse.Namespace) -> tuple[list[Workload], list[str], Timing
     runners = (args.baselines or defaults[3]) + [OURS.name]
     policy = defaults[4]
     if args.budget is not None:
-        policy = TimingPolicy(policy.warmup_s, args.budget, policy.min_repeats, policy.max_repeats)
+        policy = dataclasses.replace(policy, budget_s=args.budget)
     workloads = [Workload(model, batch, length, distribution) for model in models for batch in batches
                  for length in max_lengths for distribution in distributions]
     return workloads, runners, policy

@@ -17,6 +17,7 @@ See benchmarks/README.md for what is measured and how.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import logging
 import platform
@@ -720,7 +721,7 @@ def resolve(args: argparse.Namespace) -> tuple[list[Workload], list[str], Timing
         defaults = (["bert-base"], [1, 4, 8, 16], [64, 128, 256, 512, 1024], FULL_TIMING)
     policy = defaults[3]
     if args.budget is not None:
-        policy = TimingPolicy(policy.warmup_s, args.budget, policy.min_repeats, policy.max_repeats)
+        policy = dataclasses.replace(policy, budget_s=args.budget)
     workloads = [Workload(model, batch, length, distribution)
                  for model in args.models or defaults[0] for batch in args.batches or defaults[1]
                  for length in args.max_lengths or defaults[2]
