@@ -254,20 +254,18 @@ def timed_call(run: Run) -> float:
     return time.perf_counter() - start
 
 
-def timed_calls(run: Run, warmup_s: float, budget_s: float, min_repeats: int, max_repeats: int,
-                known_call_s: float = 0.0) -> list[float]:
-    """Warm up for ``warmup_s``, then time calls to fill ``budget_s`` (within the repeat bounds).
+def timed_calls(run: Run, warmup_s: float, budget_s: float, min_repeats: int, max_repeats: int) -> list[float]:
+    """Warm up for ``warmup_s`` (at least one call), then time calls to fill ``budget_s`` (within the
+    repeat bounds).
 
     Warm-up runs by time, not by count: right after another runner, the first calls of a small
-    model can be several times slower than its steady state. A call already known to take longer
-    than the warm-up (``known_call_s``) needs none.
+    model can be several times slower than its steady state. Even a call of seconds gets one warm-up
+    call: the first call after another runner was seen 10% slower for the bytetx model.
     """
-    last = known_call_s
-    if known_call_s < warmup_s:
-        warmed = 0.0
-        while warmed == 0.0 or warmed < warmup_s:
-            last = timed_call(run)
-            warmed += last
+    warmed, last = 0.0, 0.0
+    while warmed == 0.0 or warmed < warmup_s:
+        last = timed_call(run)
+        warmed += last
     wanted = int(budget_s / max(last, 1e-6))
     return [timed_call(run) for _ in range(min(max(wanted, min_repeats), max_repeats))]
 
@@ -285,10 +283,9 @@ def measure_interleaved(runs: dict[str, Run], policy: TimingPolicy,
     samples: dict[str, list[float]] = {name: [] for name in runs}
     for round_index in range(rounds):
         for name, run in runs.items():
-            known = min(samples[name]) if samples[name] else 0.0
             samples[name] += timed_calls(run, policy.warmup_s, policy.budget_s / rounds,
                                          math.ceil(policy.min_repeats / rounds),
-                                         math.ceil(policy.max_repeats / rounds), known)
+                                         math.ceil(policy.max_repeats / rounds))
             if round_index == rounds - 1:
                 on_measured(name)
     return {name: Timing.of(values) for name, values in samples.items()}
@@ -587,8 +584,7 @@ def estimate_seconds(workloads: Sequence[Workload], runners: Sequence[str], peak
             flops = encoder_flops(executed_lengths(name, lengths), dims[workload.model])
             call_s = flops / (efficiency * peak_gflops * 1e9)
             repeats = min(max(policy.budget_s / call_s, policy.min_repeats), policy.max_repeats)
-            warm_up = policy.rounds * policy.warmup_s if call_s < policy.warmup_s else call_s
-            total += warm_up + repeats * call_s
+            total += policy.rounds * max(policy.warmup_s, call_s) + repeats * call_s
     return total
 
 
