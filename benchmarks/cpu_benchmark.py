@@ -260,7 +260,8 @@ def timed_calls(run: Run, warmup_s: float, budget_s: float, min_repeats: int, ma
 
     Warm-up runs by time, not by count: right after another runner, the first calls of a small
     model can be several times slower than its steady state. Even a call of seconds gets one warm-up
-    call: the first call after another runner was seen 10% slower for the bytetx model.
+    call: otherwise a round of one call times only a call made right after another runner, which
+    penalizes a model run as one call against runners made of many small calls.
     """
     warmed, last = 0.0, 0.0
     while warmed == 0.0 or warmed < warmup_s:
