@@ -1,22 +1,10 @@
-// The packed (padding-free) layout, defined once for every op and backend (docs/ops.md is the
-// contract). A padded batch [B, S, H] with an attention mask [B, S] of 0/1 values packs into:
-//
-//   tokens        [T, H]   the valid tokens (mask 1) of row 0 in position order, then row 1, ...;
-//                          T is the number of ones in the mask.
-//   cu_seqlens    [B + 1]  int32; cu_seqlens[0] = 0, cu_seqlens[b + 1] = cu_seqlens[b] + len_b, so
-//                          sequence b owns tokens [cu_seqlens[b], cu_seqlens[b + 1]) and
-//                          cu_seqlens[B] = T.
-//   token_offset  [B, S]   int32, read flat (B * S entries): entry t < T is the flat padded position
-//                          b * S + s of packed token t; entries T .. B*S-1 are the flat positions of
-//                          the padding slots in increasing order. S bounds every sequence length.
-//
-// Valid tokens need not be contiguous in a row (left padding, holes): positions were already added
-// by the embeddings and attention among a row's tokens does not depend on where they sat.
+// The packed (padding-free) layout shared by every op and back end. docs/ops.md#the-packed-layout
+// defines it: tokens [T, H], cu_seqlens int32 [B + 1], token_offset int32 [B, S]; a slot is a token
+// where the attention mask is nonzero.
 //
 // The validators below check values that come from outside (graph inputs, other ops) before any
 // kernel trusts them; their messages name the contract's input names and the rule broken, and the
-// framework shell prefixes the op name. Plain C++ only, so CUDA launchers can reuse them on host
-// copies.
+// shell prefixes the op name. Plain C++ only, so CUDA launchers can reuse them on host copies.
 #pragma once
 
 #include <cstdint>
@@ -45,20 +33,17 @@ inline Status ValidateSlotCount(int64_t batch, int64_t seq_len, const char* inpu
   return Status::Ok();
 }
 
-// Every mask value is 0 or 1; on success *num_tokens is T, the number of ones.
+// T, the number of tokens: the mask's nonzero values (as transformers reads a mask).
 template <typename MaskT>
-Status ValidateAttentionMask(const MaskT* mask, int64_t batch, int64_t seq_len, int64_t* num_tokens) {
+int64_t CountTokens(const MaskT* mask, int64_t batch, int64_t seq_len) {
   int64_t count = 0;
   for (int64_t i = 0; i < batch * seq_len; ++i) {
-    BYTETX_CHECK(mask[i] == 0 || mask[i] == 1, "input 'attention_mask' must hold only 0 or 1, but ",
-                 "attention_mask[", i / seq_len, ", ", i % seq_len, "]=", static_cast<int64_t>(mask[i]));
-    count += mask[i];
+    count += mask[i] != 0;
   }
-  *num_tokens = count;
-  return Status::Ok();
+  return count;
 }
 
-// Fills cu_seqlens [B + 1] and token_offset [B, S] from a mask that passed ValidateAttentionMask.
+// Fills cu_seqlens [B + 1] and token_offset [B, S] from a mask of B * S slots (ValidateSlotCount).
 template <typename MaskT>
 void BuildPackedLayout(const MaskT* mask, int64_t batch, int64_t seq_len, int32_t* cu_seqlens,
                        int32_t* token_offset) {
@@ -66,7 +51,7 @@ void BuildPackedLayout(const MaskT* mask, int64_t batch, int64_t seq_len, int32_
   for (int64_t b = 0; b < batch; ++b) {
     int32_t len = 0;
     for (int64_t s = 0; s < seq_len; ++s) {
-      len += static_cast<int32_t>(mask[b * seq_len + s]);
+      len += mask[b * seq_len + s] != 0;
     }
     cu_seqlens[b + 1] = cu_seqlens[b] + len;
   }
@@ -78,18 +63,18 @@ void BuildPackedLayout(const MaskT* mask, int64_t batch, int64_t seq_len, int32_
   }
 }
 
-// cu_seqlens [B + 1] describes B sequences of lengths in [0, max_seq_len] covering exactly
+// cu_seqlens [B + 1] describes B sequences of lengths in [0, seq_len] covering exactly
 // num_tokens packed tokens.
-inline Status ValidateCuSeqlens(const int32_t* cu_seqlens, int64_t batch, int64_t max_seq_len,
+inline Status ValidateCuSeqlens(const int32_t* cu_seqlens, int64_t batch, int64_t seq_len,
                                 int64_t num_tokens) {
   BYTETX_CHECK(cu_seqlens[0] == 0, "input 'cu_seqlens' must start at 0, but cu_seqlens[0]=", cu_seqlens[0]);
   for (int64_t b = 0; b < batch; ++b) {
     BYTETX_CHECK(cu_seqlens[b + 1] >= cu_seqlens[b], "input 'cu_seqlens' must be non-decreasing, but ",
                  "cu_seqlens[", b + 1, "]=", cu_seqlens[b + 1], " < cu_seqlens[", b, "]=", cu_seqlens[b]);
     const int64_t len = static_cast<int64_t>(cu_seqlens[b + 1]) - cu_seqlens[b];
-    BYTETX_CHECK(len <= max_seq_len, "input 'cu_seqlens' gives sequence ", b, " length ", len,
+    BYTETX_CHECK(len <= seq_len, "input 'cu_seqlens' gives sequence ", b, " length ", len,
                  " (cu_seqlens[", b + 1, "] - cu_seqlens[", b, "]), more than the padded length S=",
-                 max_seq_len, " of 'token_offset'");
+                 seq_len, " of 'token_offset'");
   }
   BYTETX_CHECK(cu_seqlens[batch] == num_tokens, "input 'cu_seqlens' must end at the number of packed ",
                "tokens T=", num_tokens, ", but cu_seqlens[", batch, "]=", cu_seqlens[batch]);

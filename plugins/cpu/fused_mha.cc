@@ -204,7 +204,7 @@ Scratch& ThreadScratch() {
 }
 
 BYTETX_TARGET_CLONES
-void RunTask(const FusedMHAParams& p, const float* bias, const Task& task) {
+void RunTask(const FusedMHAParams& p, const Task& task) {
   const int64_t d = p.head_size;
   const int64_t hidden = p.num_heads * d;
   const int64_t first = p.cu_seqlens[task.sequence];
@@ -214,7 +214,7 @@ void RunTask(const FusedMHAParams& p, const float* bias, const Task& task) {
   const int64_t padded_d = RoundUp(d, kLanes);
   const int64_t len_stride = RowStride(padded_len);
   const int64_t d_stride = RowStride(padded_d);
-  const float* bias_q = bias + task.head * d;
+  const float* bias_q = p.qkv_bias + task.head * d;
   const float* bias_k = bias_q + hidden;
   const float* bias_v = bias_k + hidden;
   const float* seq_q = p.qkv + first * 3 * hidden + task.head * d;
@@ -289,13 +289,7 @@ Status RunFusedMHA(const FusedMHAParams& p, const ParallelFor& parallel_for) {
       }
     }
   }
-  std::vector<float> zero_bias;
-  const float* bias = p.qkv_bias;
-  if (bias == nullptr) {
-    zero_bias.assign(static_cast<size_t>(3 * p.num_heads * p.head_size), 0.0f);
-    bias = zero_bias.data();
-  }
-  return parallel_for(tasks.size(), [&](size_t index) { RunTask(p, bias, tasks[index]); });
+  return parallel_for(tasks.size(), [&](size_t index) { RunTask(p, tasks[index]); });
 }
 
 }  // namespace bytetx::cpu

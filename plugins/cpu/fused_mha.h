@@ -12,10 +12,10 @@ namespace bytetx::cpu {
 struct FusedMHAParams {
   // hidden = num_heads * head_size; head h uses columns [h * head_size, (h + 1) * head_size) of a block.
   const float* qkv = nullptr;           // [num_tokens, 3 * hidden]: Q, K, V blocks
-  const float* qkv_bias = nullptr;      // [3 * hidden], or nullptr for no bias
+  const float* qkv_bias = nullptr;      // [3 * hidden]
   const int32_t* cu_seqlens = nullptr;  // [batch + 1], passed packed::ValidateCuSeqlens
   int64_t batch = 0;
-  int64_t num_tokens = 0;
+  int64_t num_tokens = 0;               // T
   int64_t num_heads = 0;
   int64_t head_size = 0;
   float scale = 0.0f;                   // multiplies Q K^T before the softmax

@@ -4,28 +4,10 @@
 
 namespace bytetx::ort {
 
-cuda::DataType ToCudaDataType(ONNXTensorElementDataType type) {
-  switch (type) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
-      return cuda::DataType::kFloat16;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16:
-      return cuda::DataType::kBFloat16;
-    default:
-      return cuda::DataType::kFloat32;
-  }
-}
-
 cudaStream_t ComputeStream(OrtKernelContext* context) {
   void* stream = nullptr;
   Ort::ThrowOnError(Ort::GetApi().KernelContext_GetGPUComputeStream(context, &stream));
   return static_cast<cudaStream_t>(stream);
-}
-
-Status CudaStatus(cudaError_t error, const char* what) {
-  if (error == cudaSuccess) {
-    return Status::Ok();
-  }
-  return Status::Internal(StrCat(what, " failed: ", cudaGetErrorName(error), " (", cudaGetErrorString(error), ")"));
 }
 
 ScratchBuffer::ScratchBuffer(OrtKernelContext* context, const OrtMemoryInfo* memory_info, size_t bytes) {

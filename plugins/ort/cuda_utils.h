@@ -1,5 +1,5 @@
-// Glue shared by the ONNX Runtime CUDA shells: ORT's compute stream, scratch memory from ORT's
-// allocator, dtype mapping and CUDA errors as Status. Host C++ only (compiled by the host compiler);
+// Glue shared by the ONNX Runtime CUDA shells: ORT's compute stream and scratch memory from ORT's
+// allocator. Host C++ only (compiled by the host compiler);
 // the kernels are reached through the launchers of plugins/kernels/.
 #pragma once
 
@@ -9,24 +9,12 @@
 #include <cstddef>
 
 #include "common/checks.h"
-#include "kernels/common/data_type.h"
+#include "common/cuda_status.h"
 
 namespace bytetx::ort {
 
-constexpr const char* kCudaExecutionProvider = "CUDAExecutionProvider";
-
-// The element types the CUDA ops accept for their floating-point tensors.
-constexpr ONNXTensorElementDataType kCudaFloatTypes[] = {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
-                                                         ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16,
-                                                         ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16};
-
-cuda::DataType ToCudaDataType(ONNXTensorElementDataType type);
-
 // The stream ORT runs the node on: every launch goes there, nothing waits for it.
 cudaStream_t ComputeStream(OrtKernelContext* context);
-
-// A launcher's status; `what` names the launch for the message.
-Status CudaStatus(cudaError_t error, const char* what);
 
 // Device memory for one Compute call from ORT's allocator of `memory_info` (that of a device tensor
 // of the node). Freed when the object goes: work queued on the compute stream still uses it safely,

@@ -1,6 +1,5 @@
 #include "ort/kernel_utils.h"
 
-#include <sstream>
 #include <stdexcept>
 
 namespace bytetx::ort {
@@ -31,103 +30,91 @@ OrtStatusPtr MakeOrtStatus(OrtErrorCode code, const char* op, const char* messag
   }
 }
 
-Status ReadFusedMHAAttributes(const OrtApi& api, const OrtKernelInfo* info, int64_t* num_heads,
-                              std::optional<float>* scale) {
-  const Ort::Status heads_status(api.KernelInfoGetAttribute_int64(info, "num_heads", num_heads));
-  BYTETX_CHECK(heads_status.IsOK(), "attribute 'num_heads' (int) is required: ",
-               heads_status.GetErrorMessage());
-  BYTETX_CHECK(*num_heads >= 1, "attribute 'num_heads' must be >= 1, but it is ", *num_heads);
+Status ReadFusedMHAAttributes(const OrtApi& api, const OrtKernelInfo* info,
+                              contract::FusedMHA::Attributes* attributes) {
+  const Ort::Status heads_status(api.KernelInfoGetAttribute_int64(info, "num_heads", &attributes->num_heads));
+  BYTETX_CHECK(heads_status.IsOK(), "attribute 'num_heads' (int) is required: ", heads_status.GetErrorMessage());
 
   float value = 0.0f;
   const Ort::Status scale_status(api.KernelInfoGetAttribute_float(info, "scale", &value));
   if (scale_status.IsOK()) {
-    *scale = value;
+    attributes->scale = value;
     return Status::Ok();
   }
   int64_t int_value = 0;
   const Ort::Status int_status(api.KernelInfoGetAttribute_int64(info, "scale", &int_value));
   BYTETX_CHECK(!int_status.IsOK(), "attribute 'scale' must be a float, but it is the int ", int_value);
-  *scale = std::nullopt;
+  attributes->scale = std::nullopt;
   return Status::Ok();
 }
 
 ParallelFor OrtParallelFor(OrtKernelContext* context) { return ParallelFor(&RunOnIntraOpPool, context); }
 
-Input::Input(const char* name, Ort::ConstValue value) : name_(name), value_(value) {
-  const Ort::TensorTypeAndShapeInfo info = value_.GetTensorTypeAndShapeInfo();
-  type_ = info.GetElementType();
-  shape_ = info.GetShape();
-}
-
-std::optional<Input> Input::Get(const Ort::KernelContext& context, size_t index, const char* name) {
-  Ort::ConstValue value = context.GetInput(index);
-  if (value == nullptr) {
-    return std::nullopt;
+std::vector<Ort::ConstValue> RequiredInputs(const Ort::KernelContext& context, const contract::TensorSpec* specs,
+                                            int count) {
+  std::vector<Ort::ConstValue> values;
+  for (int i = 0; i < count; ++i) {
+    values.push_back(context.GetInput(static_cast<size_t>(i)));
+    if (values.back() == nullptr) {
+      throw std::runtime_error(StrCat("required input '", specs[i].name, "' is missing"));
+    }
   }
-  return Input(name, value);
+  return values;
 }
 
-Input GetRequiredInput(const Ort::KernelContext& context, size_t index, const char* name) {
-  std::optional<Input> input = Input::Get(context, index, name);
-  if (!input) {
-    throw std::runtime_error(StrCat("required input '", name, "' is missing"));
+std::vector<contract::TensorDesc> Describe(const std::vector<Ort::ConstValue>& values) {
+  std::vector<contract::TensorDesc> descs;
+  for (const Ort::ConstValue& value : values) {
+    const Ort::TensorTypeAndShapeInfo info = value.GetTensorTypeAndShapeInfo();
+    descs.push_back({ToElementType(info.GetElementType()), info.GetShape()});
   }
-  return *input;
+  return descs;
 }
 
-Status Input::ExpectType(ONNXTensorElementDataType expected) const {
-  BYTETX_CHECK(type_ == expected, "input '", name_, "' must be ", TypeName(expected), ", but it is ",
-               TypeName(type_));
-  return Status::Ok();
-}
-
-Status Input::ExpectRank(size_t rank, const char* dims) const {
-  BYTETX_CHECK(shape_.size() == rank, "input '", name_, "' must have rank ", rank, " (", dims,
-               "), but its shape is ", ShapeString(shape_));
-  return Status::Ok();
-}
-
-Status Input::ExpectShape(const std::vector<int64_t>& expected, const char* dims, const char* why) const {
-  BYTETX_CHECK(shape_ == expected, "input '", name_, "' must have shape ", dims, " = ", ShapeString(expected),
-               " ", why, ", but its shape is ", ShapeString(shape_));
-  return Status::Ok();
-}
-
-const char* TypeName(ONNXTensorElementDataType type) {
+contract::ElementType ToElementType(ONNXTensorElementDataType type) {
+  using contract::ElementType;
   switch (type) {
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
-      return "float32";
+      return ElementType::kFloat32;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
-      return "float16";
+      return ElementType::kFloat16;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16:
-      return "bfloat16";
+      return ElementType::kBFloat16;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE:
-      return "float64";
+      return ElementType::kFloat64;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
-      return "int8";
+      return ElementType::kInt8;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
-      return "uint8";
+      return ElementType::kUInt8;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16:
-      return "int16";
+      return ElementType::kInt16;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
-      return "int32";
+      return ElementType::kInt32;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
-      return "int64";
+      return ElementType::kInt64;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL:
-      return "bool";
+      return ElementType::kBool;
     default:
-      return "another element type";
+      return ElementType::kOther;
   }
 }
 
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  std::ostringstream out;
-  out << '[';
-  for (size_t i = 0; i < shape.size(); ++i) {
-    out << (i == 0 ? "" : ", ") << shape[i];
+ONNXTensorElementDataType ToOrtType(contract::ElementType type) {
+  using contract::ElementType;
+  switch (type) {
+    case ElementType::kFloat32:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    case ElementType::kFloat16:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+    case ElementType::kBFloat16:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
+    case ElementType::kInt32:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    case ElementType::kInt64:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+    default:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
   }
-  out << ']';
-  return out.str();
 }
 
 }  // namespace bytetx::ort

@@ -2,9 +2,8 @@
 #include <mutex>
 #include <vector>
 
-#include "ort/fused_mha_op.h"
-#include "ort/rebuild_padding_op.h"
-#include "ort/remove_padding_op.h"
+#include "ort/cpu_ops.h"
+#include "ort/kernel_utils.h"
 #ifdef BYTETX_WITH_CUDA
 #include "ort/cuda_ops.h"
 #endif
@@ -16,11 +15,8 @@ constexpr const char* kDomain = "com.bytetx";
 
 // Every op of the library. ORT keeps pointers to them for as long as sessions use them: static.
 const std::vector<const OrtCustomOp*>& Ops() {
-  static const RemovePaddingOp remove_padding;
-  static const FusedMHAOp fused_mha;
-  static const RebuildPaddingOp rebuild_padding;
   static const std::vector<const OrtCustomOp*> ops = [] {
-    std::vector<const OrtCustomOp*> all = {&remove_padding, &fused_mha, &rebuild_padding};
+    std::vector<const OrtCustomOp*> all = CpuOps();
 #ifdef BYTETX_WITH_CUDA
     // libbytetx_ort_cuda.so: the same names for the CUDA execution provider (docs/ops.md).
     all.insert(all.end(), CudaOps().begin(), CudaOps().end());

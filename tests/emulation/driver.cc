@@ -13,10 +13,8 @@
 #include "cpu/fused_mha.h"
 #include "cpu/rebuild_padding.h"
 #include "cpu/remove_padding.h"
-#include "kernels/bias_gelu/bias_gelu.h"
-#include "kernels/bias_residual_layer_norm/bias_residual_layer_norm.h"
 #include "kernels/fused_mha/fused_mha.h"
-#include "kernels/fused_mha/fused_mha_kernels.cuh"
+#include "kernels/fused_mha/fused_mha_launch.cuh"
 #include "kernels/rebuild_padding/rebuild_padding.h"
 #include "kernels/remove_padding/remove_padding.h"
 
@@ -37,31 +35,23 @@ enum MhaChoice { kAuto = 0, kShort = 1, kTiled = 2, kFmaAsOnSm75 = 3 };
 
 template <typename T>
 cudaError_t LaunchFmaAsOnSm75(const bytetx::cuda::FusedMHAParams& p) {
-  using bytetx::cuda::FusedMHAKernel;
-  switch (p.head_size) {
-    case 32:
-      return bytetx::cuda::fused_mha::LaunchTyped<T, 32>(p, FusedMHAKernel::kTiled, false, nullptr);
-    case 64:
-      return bytetx::cuda::fused_mha::LaunchTyped<T, 64>(p, FusedMHAKernel::kTiled, false, nullptr);
-    case 128:
-      return bytetx::cuda::fused_mha::LaunchTyped<T, 128>(p, FusedMHAKernel::kTiled, false, nullptr);
-    default:
-      return cudaErrorInvalidValue;
-  }
+  return bytetx::cuda::DispatchHeadSize(p.head_size, cudaErrorInvalidValue, [&](auto head_size) {
+    return bytetx::cuda::fused_mha::LaunchTyped<T, decltype(head_size)::value>(
+        p, bytetx::cuda::FusedMHAKernel::kTiled, false, nullptr);
+  });
 }
 
 bytetx::cuda::FusedMHAParams MhaParams(int dtype, const void* qkv, const void* bias, const int32_t* cu_seqlens,
-                                       int64_t batch, int64_t max_seq_len, int64_t num_rows, int rows_upper_bound,
-                                       int64_t num_heads, int64_t head_size, float scale, void* context, int kernel) {
+                                       int64_t batch, int64_t seq_len, int64_t num_tokens, int64_t num_heads,
+                                       int64_t head_size, float scale, void* context, int kernel) {
   bytetx::cuda::FusedMHAParams p;
   p.dtype = ToDataType(dtype);
   p.qkv = qkv;
   p.qkv_bias = bias;
   p.cu_seqlens = cu_seqlens;
   p.batch = batch;
-  p.max_seq_len = max_seq_len;
-  p.num_rows = num_rows;
-  p.rows_upper_bound = rows_upper_bound != 0;
+  p.seq_len = seq_len;
+  p.num_tokens = num_tokens;
   p.num_heads = num_heads;
   p.head_size = head_size;
   p.scale = scale;
@@ -103,14 +93,12 @@ EMU_EXPORT int emu_upload_mask_bits(const uint32_t* host_words, int64_t num_slot
 }
 
 EMU_EXPORT int emu_rebuild_padding(int dtype, const void* packed, const int32_t* token_offset, int64_t num_tokens,
-                                   const int32_t* device_num_tokens, int64_t batch, int64_t seq_len, int64_t hidden,
-                                   void* output) {
+                                   int64_t batch, int64_t seq_len, int64_t hidden, void* output) {
   bytetx::cuda::RebuildPaddingParams p;
   p.dtype = ToDataType(dtype);
   p.packed = packed;
   p.token_offset = token_offset;
   p.num_tokens = num_tokens;
-  p.device_num_tokens = device_num_tokens;
   p.batch = batch;
   p.seq_len = seq_len;
   p.hidden = hidden;
@@ -119,17 +107,17 @@ EMU_EXPORT int emu_rebuild_padding(int dtype, const void* packed, const int32_t*
 }
 
 EMU_EXPORT int emu_fused_mha(int dtype, const void* qkv, const void* bias, const int32_t* cu_seqlens, int64_t batch,
-                             int64_t max_seq_len, int64_t num_rows, int rows_upper_bound, int64_t num_heads,
-                             int64_t head_size, float scale, void* context, int kernel) {
-  const bytetx::cuda::FusedMHAParams p = MhaParams(dtype, qkv, bias, cu_seqlens, batch, max_seq_len, num_rows,
-                                                   rows_upper_bound, num_heads, head_size, scale, context, kernel);
+                             int64_t seq_len, int64_t num_tokens, int64_t num_heads, int64_t head_size, float scale,
+                             void* context, int kernel) {
+  const bytetx::cuda::FusedMHAParams p = MhaParams(dtype, qkv, bias, cu_seqlens, batch, seq_len, num_tokens,
+                                                   num_heads, head_size, scale, context, kernel);
   if (kernel != kFmaAsOnSm75) {
     return bytetx::cuda::LaunchFusedMHA(p, nullptr);
   }
   if (bytetx::cuda::CheckFusedMHAParams(p) != nullptr) {
     return cudaErrorInvalidValue;
   }
-  if (p.num_rows == 0 || p.batch == 0 || p.max_seq_len == 0) {
+  if (p.num_tokens == 0 || p.batch == 0 || p.seq_len == 0) {
     return cudaSuccess;
   }
   return p.dtype == DataType::kBFloat16 ? LaunchFmaAsOnSm75<__nv_bfloat16>(p)
@@ -138,40 +126,10 @@ EMU_EXPORT int emu_fused_mha(int dtype, const void* qkv, const void* bias, const
 }
 
 // The kernel the launcher runs for these sizes on the emulated device: 1 short, 2 tiled.
-EMU_EXPORT int emu_fused_mha_selected(int dtype, int64_t max_seq_len, int64_t head_size, int kernel) {
+EMU_EXPORT int emu_fused_mha_selected(int dtype, int64_t seq_len, int64_t head_size, int kernel) {
   const bytetx::cuda::FusedMHAParams p =
-      MhaParams(dtype, nullptr, nullptr, nullptr, 1, max_seq_len, 0, 0, 1, head_size, 1.0f, nullptr, kernel);
+      MhaParams(dtype, nullptr, nullptr, nullptr, 1, seq_len, 0, 1, head_size, 1.0f, nullptr, kernel);
   return bytetx::cuda::SelectFusedMHAKernel(p) == bytetx::cuda::FusedMHAKernel::kShort ? kShort : kTiled;
-}
-
-EMU_EXPORT int emu_bias_residual_layer_norm(int dtype, const void* input, const void* bias, const void* residual,
-                                            const void* gamma, const void* beta, float epsilon, int64_t rows,
-                                            int64_t hidden, void* output, void* pre_norm_output) {
-  bytetx::cuda::BiasResidualLayerNormParams p;
-  p.dtype = ToDataType(dtype);
-  p.input = input;
-  p.bias = bias;
-  p.residual = residual;
-  p.gamma = gamma;
-  p.beta = beta;
-  p.epsilon = epsilon;
-  p.rows = rows;
-  p.hidden = hidden;
-  p.output = output;
-  p.pre_norm_output = pre_norm_output;
-  return bytetx::cuda::LaunchBiasResidualLayerNorm(p, nullptr);
-}
-
-EMU_EXPORT int emu_bias_gelu(int dtype, const void* input, const void* bias, int64_t rows, int64_t hidden,
-                             void* output) {
-  bytetx::cuda::BiasGeluParams p;
-  p.dtype = ToDataType(dtype);
-  p.input = input;
-  p.bias = bias;
-  p.rows = rows;
-  p.hidden = hidden;
-  p.output = output;
-  return bytetx::cuda::LaunchBiasGelu(p, nullptr);
 }
 
 EMU_EXPORT int cpu_remove_padding(const float* input, const void* mask, int mask_is_int64, int64_t batch,

@@ -222,11 +222,9 @@ _FLOAT = ctypes.c_float
 SIGNATURES = {
     "emu_remove_padding": [_INT, _PTR, _PTR, _INT, _I64, _I64, _I64, _I64, _PTR, _PTR, _PTR],
     "emu_upload_mask_bits": [_PTR, _I64, _PTR],
-    "emu_rebuild_padding": [_INT, _PTR, _PTR, _I64, _PTR, _I64, _I64, _I64, _PTR],
-    "emu_fused_mha": [_INT, _PTR, _PTR, _PTR, _I64, _I64, _I64, _INT, _I64, _I64, _FLOAT, _PTR, _INT],
+    "emu_rebuild_padding": [_INT, _PTR, _PTR, _I64, _I64, _I64, _I64, _PTR],
+    "emu_fused_mha": [_INT, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _I64, _FLOAT, _PTR, _INT],
     "emu_fused_mha_selected": [_INT, _I64, _I64, _INT],
-    "emu_bias_residual_layer_norm": [_INT, _PTR, _PTR, _PTR, _PTR, _PTR, _FLOAT, _I64, _I64, _PTR, _PTR],
-    "emu_bias_gelu": [_INT, _PTR, _PTR, _I64, _I64, _PTR],
     "cpu_remove_padding": [_PTR, _PTR, _INT, _I64, _I64, _I64, _PTR, _PTR, _PTR],
     "cpu_fused_mha": [_PTR, _PTR, _PTR, _I64, _I64, _I64, _I64, _FLOAT, _PTR],
     "cpu_rebuild_padding": [_PTR, _PTR, _I64, _I64, _I64, _I64, _PTR],

@@ -275,20 +275,12 @@ bool RemovePaddingShell(const Tensor<float>& input, const Tensor<MaskT>& mask, P
     ExpectNamedError(slots);
     return false;
   }
-  int64_t num_tokens = -1;
-  const Status values = bytetx::packed::ValidateAttentionMask(mask.get(), batch, seq_len, &num_tokens);
-  int64_t ones = 0;
-  bool binary = true;
+  const int64_t num_tokens = bytetx::packed::CountTokens(mask.get(), batch, seq_len);
+  int64_t nonzero = 0;
   for (int64_t i = 0; i < mask.size; ++i) {
-    binary &= mask.get()[i] == 0 || mask.get()[i] == 1;
-    ones += mask.get()[i] == 1;
+    nonzero += mask.get()[i] != 0;
   }
-  FUZZ_ASSERT(values.ok() == binary, "ValidateAttentionMask verdict");
-  if (!values.ok()) {
-    ExpectNamedError(values);
-    return false;
-  }
-  FUZZ_ASSERT(num_tokens == ones, "T=", num_tokens, " but the mask has ", ones, " ones");
+  FUZZ_ASSERT(num_tokens == nonzero, "T=", num_tokens, " but the mask has ", nonzero, " nonzero values");
   if (!out->packed.Allocate({num_tokens, hidden}) || !out->cu_seqlens.Allocate({batch + 1}) ||
       !out->token_offset.Allocate({batch, seq_len})) {
     return false;  // ONNX Runtime's allocation would fail
@@ -314,14 +306,14 @@ bool RemovePaddingShell(const Tensor<float>& input, const Tensor<MaskT>& mask, P
   for (int64_t b = 0; b < batch; ++b) {
     int64_t len = 0;
     for (int64_t s = 0; s < seq_len; ++s) {
-      len += mask.get()[b * seq_len + s];
+      len += mask.get()[b * seq_len + s] != 0;
     }
     FUZZ_ASSERT(cu[b + 1] - cu[b] == len, "row ", b);
   }
   int64_t next_token = 0;
   int64_t next_pad = num_tokens;
   for (int64_t i = 0; i < batch * seq_len; ++i) {
-    const int64_t at = mask.get()[i] == 1 ? next_token++ : next_pad++;
+    const int64_t at = mask.get()[i] != 0 ? next_token++ : next_pad++;
     FUZZ_ASSERT(offsets[at] == i, "token_offset[", at, "]=", offsets[at], ", expected ", i);
   }
   for (int64_t t = 0; t < num_tokens; ++t) {
@@ -378,7 +370,7 @@ void FuzzRemovePaddingTyped(Reader& in, int64_t batch, int64_t seq_len, int64_t 
   for (int64_t i = 0; i < batch * seq_len; ++i) {
     for (int64_t c = 0; c < hidden; ++c) {
       const float got = output.get()[i * hidden + c];
-      if (mask.get()[i] == 1) {
+      if (mask.get()[i] != 0) {
         FUZZ_ASSERT(got == input.get()[i * hidden + c], "round trip slot ", i);
       } else {
         FUZZ_ASSERT(got == 0.0f && !std::signbit(got), "padding slot ", i, " not +0");
@@ -465,8 +457,8 @@ void FusedMHAShell(const MhaInputs& x) {
     return;
   }
   const int64_t hidden = width / 3;
-  if (x.bias && x.bias->shape != std::vector<int64_t>{width}) {
-    return;
+  if (!x.bias || x.bias->shape != std::vector<int64_t>{width}) {
+    return;  // qkv_bias is required, of width 3 * H
   }
   const int64_t batch = x.token_offset_shape[0];
   const int64_t max_seq_len = x.token_offset_shape[1];
@@ -494,7 +486,7 @@ void FusedMHAShell(const MhaInputs& x) {
   }
   bytetx::cpu::FusedMHAParams params;
   params.qkv = x.qkv.get();
-  params.qkv_bias = x.bias ? x.bias->get() : nullptr;
+  params.qkv_bias = x.bias->get();
   params.cu_seqlens = cu;
   params.batch = batch;
   params.num_tokens = num_tokens;
@@ -510,7 +502,7 @@ void FusedMHAShell(const MhaInputs& x) {
               "the task order changed the output");
 
   const bool moderate = AllModerate(x.qkv.get(), x.qkv.size) &&
-                        (!x.bias || AllModerate(x.bias->get(), x.bias->size)) && std::fabs(params.scale) <= 4.0f;
+                        AllModerate(x.bias->get(), x.bias->size) && std::fabs(params.scale) <= 4.0f;
   if (!moderate || params.head_size == 0) {
     return;  // NaN, infinities or float32 overflow in, anything out: only memory safety is checked
   }

@@ -26,13 +26,12 @@ CASES = {
     "block_edges": MhaCase((63, 64, 65), 2, 64),  # 64-query blocks, 64-key tiles
     "d128_key_tile_edges": MhaCase((31, 32, 33, 1), 1, 128),  # 32-key tiles of D = 128 and of the FMA kernel
     "short_kernel_max": MhaCase((128, 127, 100), 2, 64),  # S = kFusedMHAShortMaxLen
-    "empty_sequences": MhaCase((0, 5, 0, 0, 12, 0), 2, 64, max_seq_len=40),  # S above every length
+    "empty_sequences": MhaCase((0, 5, 0, 0, 12, 0), 2, 64, padded_len=40),  # S above every length
     "batch64": MhaCase(tuple(int(n) for n in _rng.integers(0, 25, size=64)), 2, 32),
     "heads16": MhaCase((20, 9), 16, 32),
-    "no_bias_custom_scale": MhaCase((33, 7), 2, 64, bias=False, scale=0.3),
+    "custom_scale": MhaCase((33, 7), 2, 64, scale=0.3),
     "large_scores": MhaCase((70, 20), 1, 64, amplitude=8.0),  # |scores| ~ 100: the max subtraction matters
-    "rows_upper_bound": MhaCase((10, 0, 25), 2, 32, max_seq_len=30, upper_bound=True),
-    "no_tokens_upper_bound": MhaCase((0, 0), 1, 32, max_seq_len=8, upper_bound=True),
+    "no_tokens": MhaCase((0, 0), 1, 32, padded_len=8),
     "long": MhaCase((129, 300), 1, 64),  # past the short kernel: tiled and FMA only
     "long_d128": MhaCase((257,), 2, 128),
     "max_length": MhaCase((1024,), 1, 64),
@@ -95,27 +94,16 @@ def _launch(
     qkv_offset: int = 0,
 ) -> tuple[int, list[DeviceBuffer]]:
     code, dt = checks.DTYPES[dtype]
-    rows, hidden = sum(lengths), heads * head_size
-    qkv = DeviceBuffer.of("qkv", np.ones((rows, 3 * hidden), dt), qkv_offset)
+    tokens, hidden = sum(lengths), heads * head_size
+    qkv = DeviceBuffer.of("qkv", np.ones((tokens, 3 * hidden), dt), qkv_offset)
+    bias = DeviceBuffer.of("qkv_bias", np.zeros(3 * hidden, dt))
     cu = DeviceBuffer.of("cu_seqlens", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
-    context = DeviceBuffer.empty("context", (rows, hidden), dt)
+    context = DeviceBuffer.empty("context", (tokens, hidden), dt)
     status = lib.call(
-        "emu_fused_mha",
-        code,
-        qkv,
-        None,
-        cu,
-        len(lengths),
-        seq_len,
-        rows,
-        0,
-        heads,
-        head_size,
-        1 / math.sqrt(head_size),
-        context,
-        checks.MHA_KERNELS[kernel],
+        "emu_fused_mha", code, qkv, bias, cu, len(lengths), seq_len, tokens, heads, head_size,
+        1 / math.sqrt(head_size), context, checks.MHA_KERNELS[kernel],
     )
-    return status, [qkv, cu, context]
+    return status, [qkv, bias, cu, context]
 
 
 @pytest.mark.parametrize(
@@ -133,6 +121,15 @@ def test_launcher_refuses(lib, dtype, kernel, lengths, seq_len, head_size, qkv_o
     assert status == 1  # cudaErrorInvalidValue
 
 
+def test_launcher_refuses_a_missing_bias(lib):
+    code, dt = checks.DTYPES["float16"]
+    qkv = DeviceBuffer.of("qkv", np.ones((4, 3 * 64), dt))
+    cu = DeviceBuffer.of("cu_seqlens", np.array([0, 4], np.int32))
+    context = DeviceBuffer.empty("context", (4, 64), dt)
+    status = lib.call("emu_fused_mha", code, qkv, None, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"])
+    assert status == 1  # cudaErrorInvalidValue
+
+
 @pytest.mark.parametrize(
     ("dtype", "kernel"),
     [("float32", "auto"), ("float16", "short"), ("float16", "tiled"), ("bfloat16", "fma_sm75")],
@@ -143,22 +140,11 @@ def test_broken_cu_seqlens_stay_in_bounds(lib, dtype, kernel):
     code, dt = checks.DTYPES[dtype]
     seq_len, rows, heads, head_size = 16, 40, 2, 32
     qkv = DeviceBuffer.of("qkv", np.ones((rows, 3 * heads * head_size), dt))
+    bias = DeviceBuffer.of("qkv_bias", np.zeros(3 * heads * head_size, dt))
     cu = DeviceBuffer.of("cu_seqlens", np.array([0, 30, 36, 90], np.int32))
     context = DeviceBuffer.empty("context", (rows, heads * head_size), dt)
     lib.launch(
-        "emu_fused_mha",
-        code,
-        qkv,
-        None,
-        cu,
-        3,
-        seq_len,
-        rows,
-        0,
-        heads,
-        head_size,
-        0.5,
-        context,
+        "emu_fused_mha", code, qkv, bias, cu, 3, seq_len, rows, heads, head_size, 0.5, context,
         checks.MHA_KERNELS[kernel],
     )
-    harness.check_guards(qkv, cu, context)
+    harness.check_guards(qkv, bias, cu, context)

@@ -20,8 +20,8 @@ KNOWN_BAD = {
     "rebuild_padding_wrong_row": (
         Mutation(
             "kernels/rebuild_padding/rebuild_padding_kernels.cuh",
-            "t < tokens ? packed + t * units_per_row",
-            "t < tokens ? packed + (tokens - 1 - t) * units_per_row",
+            "t < num_tokens ? packed + t * units_per_row",
+            "t < num_tokens ? packed + (num_tokens - 1 - t) * units_per_row",
         ),
         lambda lib: checks.check_rebuild_padding(lib, "float16", 5, 33, 64, "right", seed=1),
     ),
@@ -29,7 +29,7 @@ KNOWN_BAD = {
     # softmax of the last key tile.
     "fused_mha_tiled_mask_off_by_one": (
         Mutation(
-            "kernels/fused_mha/fused_mha_kernels.cuh",
+            "kernels/fused_mha/tiled_kernel.cuh",
             "p[i] = j < valid ? score_row[j] : -INFINITY;",
             "p[i] = j <= valid ? score_row[j] : -INFINITY;",
         ),
@@ -39,20 +39,21 @@ KNOWN_BAD = {
     # without the __syncwarp in between.
     "fused_mha_short_missing_syncwarp": (
         Mutation(
-            "kernels/fused_mha/fused_mha_kernels.cuh",
-            "    }\n    __syncwarp();\n\n    // Softmax of each row",
-            "    }\n\n    // Softmax of each row",
+            "kernels/fused_mha/short_kernel.cuh",
+            "ld);\n    __syncwarp();\n\n    // Softmax of each row",
+            "ld);\n\n    // Softmax of each row",
         ),
         lambda lib: checks.check_fused_mha(lib, RAGGED, "bfloat16", "short", seed=1),
     ),
-    # A wrong statistic: LayerNorm's variance with Bessel's correction.
-    "layer_norm_bessel_variance": (
+    # A softmax bug in the FMA kernel (float32, and bfloat16 before sm_80): the running sum is not
+    # rescaled when a later key tile raises the row maximum.
+    "fused_mha_fma_sum_not_rescaled": (
         Mutation(
-            "kernels/bias_residual_layer_norm/bias_residual_layer_norm_kernels.cuh",
-            "BlockSum(squares, reduce_scratch) / static_cast<float>(args.hidden)",
-            "BlockSum(squares, reduce_scratch) / static_cast<float>(args.hidden - 1)",
+            "kernels/fused_mha/fma_kernel.cuh",
+            "row_sum[r] = row_sum[r] * alpha + WarpSum(s[r]);",
+            "row_sum[r] = row_sum[r] + WarpSum(s[r]);",
         ),
-        lambda lib: checks.check_layer_norm(lib, "float32", 4, 768, seed=1),
+        lambda lib: checks.check_fused_mha(lib, RAGGED, "float32", "auto", seed=1),
     ),
 }
 

@@ -47,7 +47,7 @@ def test_remove_padding(lib, dtype, mask_type, shape):
 )
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_remove_padding_into_upper_bound_rows(lib, dtype, shape):
-    """packed sized by B * S (no host T): rows from the device T on are zero."""
+    """packed sized by B * S (TensorRT's bound; T only on the device): rows from T on are zero."""
     checks.check_remove_padding(lib, dtype, "bits", *shape, seed=2, upper_bound=True)
 
 
@@ -77,15 +77,6 @@ def test_rebuild_padding(lib, dtype, shape):
     checks.check_rebuild_padding(lib, dtype, *shape, seed=6)
 
 
-@pytest.mark.parametrize(
-    "shape", [SHAPES["right"], SHAPES["no_tokens"], SHAPES["length1"]], ids=["right", "no_tokens", "length1"]
-)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_rebuild_padding_with_device_token_count(lib, dtype, shape):
-    """packed with B * S rows (garbage from T on), T read from cu_seqlens[B] on the device."""
-    checks.check_rebuild_padding(lib, dtype, *shape, seed=7, device_num_tokens=True)
-
-
 @pytest.mark.parametrize(("dtype", "offset"), [("float32", 4), ("float16", 2), ("bfloat16", 2)])
 def test_rebuild_padding_misaligned_rows(lib, dtype, offset):
     checks.check_rebuild_padding(lib, dtype, 3, 17, 12, "holes", seed=8, offset=offset)
@@ -107,7 +98,7 @@ def test_rebuild_padding_skips_out_of_range_offsets(lib):
     offset_buffer = DeviceBuffer.of("token_offset", broken)
     output = DeviceBuffer.empty("output", (batch, seq_len, hidden), np.float32)
     lib.launch(
-        "emu_rebuild_padding", 0, packed_buffer, offset_buffer, tokens, None, batch, seq_len, hidden, output
+        "emu_rebuild_padding", 0, packed_buffer, offset_buffer, tokens, batch, seq_len, hidden, output
     )
     harness.check_guards(packed_buffer, offset_buffer, output)
     out = output.read(np.float32, (batch * seq_len, hidden))
@@ -122,4 +113,4 @@ def test_launchers_refuse_inconsistent_sizes(lib):
     assert (
         lib.call("emu_remove_padding", 0, None, None, 1, 2, 3, 4, 7, None, None, None) == 1
     )  # packed_rows > B * S
-    assert lib.call("emu_rebuild_padding", 0, None, None, 7, None, 2, 3, 4, None) == 1  # T > B * S
+    assert lib.call("emu_rebuild_padding", 0, None, None, 7, 2, 3, 4, None) == 1  # T > B * S

@@ -32,9 +32,6 @@ KERNEL_FAMILIES = [
     "fused_mha::ShortMHAKernel",
     "fused_mha::TiledMHAKernel",
     "fused_mha::FmaMHAKernel",
-    "fused_mha::ZeroTailRowsKernel",
-    "layer_norm::BiasResidualLayerNormKernel",
-    "bias_gelu::BiasGeluKernel",
 ]
 
 

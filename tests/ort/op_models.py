@@ -54,6 +54,7 @@ def rebuild_padding_model() -> bytes:
 
 
 def fused_mha_model(num_heads: int | None, scale: float | int | None = None, with_bias: bool = True) -> bytes:
+    """``with_bias=False``: a node without its required qkv_bias, which the op refuses."""
     inputs = {"qkv": FLOAT, "qkv_bias": FLOAT, "cu_seqlens": INT32, "token_offset": INT32}
     if not with_bias:
         del inputs["qkv_bias"]
@@ -66,14 +67,11 @@ def round_trip_model(mask_type: int = INT64) -> bytes:
     return _model(nodes, {"input": FLOAT, "attention_mask": mask_type}, {"output": FLOAT})
 
 
-def pipeline_model(num_heads: int, scale: float | None = None, with_bias: bool = True) -> bytes:
+def pipeline_model(num_heads: int, scale: float | None = None) -> bytes:
     """RemovePadding -> FusedMHA -> RebuildPadding on a padded ``qkv [B, S, 3H]``."""
     nodes = [
         _remove_padding("qkv"),
-        _fused_mha("packed", with_bias, num_heads, scale),
+        _fused_mha("packed", True, num_heads, scale),
         _rebuild_padding("context"),
     ]
-    inputs = {"qkv": FLOAT, "qkv_bias": FLOAT, "attention_mask": INT64}
-    if not with_bias:
-        del inputs["qkv_bias"]
-    return _model(nodes, inputs, {"output": FLOAT})
+    return _model(nodes, {"qkv": FLOAT, "qkv_bias": FLOAT, "attention_mask": INT64}, {"output": FLOAT})

@@ -64,13 +64,21 @@ def test_matches_reference(make_session, batch, seq_len, num_heads, head_size, k
 
 
 @pytest.mark.parametrize("scale", [0.05, 1.0])
-def test_scale_attribute_and_no_bias(make_session, scale):
-    qkv, _, cu_seqlens, token_offset = random_packed(3, 40, 4, 16, "mixed", seed=11)
-    session = make_session(op_models.fused_mha_model(4, scale=scale, with_bias=False))
-    context = run(session, qkv, None, cu_seqlens, token_offset)
+def test_scale_attribute(make_session, scale):
+    qkv, bias, cu_seqlens, token_offset = random_packed(3, 40, 4, 16, "mixed", seed=11)
+    session = make_session(op_models.fused_mha_model(4, scale=scale))
+    context = run(session, qkv, bias, cu_seqlens, token_offset)
     np.testing.assert_allclose(
-        context, reference.fused_mha(qkv, None, cu_seqlens, 4, scale=scale), atol=ATOL, rtol=RTOL
+        context, reference.fused_mha(qkv, bias, cu_seqlens, 4, scale=scale), atol=ATOL, rtol=RTOL
     )
+
+
+def test_qkv_bias_is_required(make_session):
+    """qkv_bias is a required input on every back end (docs/ops.md): a node without one is refused."""
+    qkv, _, cu_seqlens, token_offset = random_packed(2, 8, 2, 16, "mixed", seed=3)
+    with pytest.raises(Exception, match="qkv_bias|required|input 1"):
+        session = make_session(op_models.fused_mha_model(2, with_bias=False))
+        session.run(None, {"qkv": qkv, "cu_seqlens": cu_seqlens, "token_offset": token_offset})
 
 
 def test_length_one_gives_v_plus_bias(make_session):

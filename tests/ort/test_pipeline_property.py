@@ -17,21 +17,18 @@ import reference
     seq_len=st.integers(0, 70),
     num_heads=st.integers(1, 4),
     head_size=st.sampled_from([1, 7, 16, 32, 40]),
-    with_bias=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_pipeline_matches_reference(make_session, batch, seq_len, num_heads, head_size, with_bias, seed):
+def test_pipeline_matches_reference(make_session, batch, seq_len, num_heads, head_size, seed):
     rng = np.random.default_rng(seed)
     hidden = num_heads * head_size
     keep = rng.uniform(0.0, 1.0, size=(batch, 1))  # per-row density, from empty to full rows
     mask = (rng.random((batch, seq_len)) < keep).astype(np.int64)
     qkv = rng.standard_normal((batch, seq_len, 3 * hidden)).astype(np.float32)
-    bias = rng.standard_normal(3 * hidden).astype(np.float32) if with_bias else None
-    feeds = {"qkv": qkv, "attention_mask": mask}
-    if with_bias:
-        feeds["qkv_bias"] = bias
+    bias = rng.standard_normal(3 * hidden).astype(np.float32)
+    feeds = {"qkv": qkv, "qkv_bias": bias, "attention_mask": mask}
 
-    (output,) = make_session(op_models.pipeline_model(num_heads, with_bias=with_bias)).run(None, feeds)
+    (output,) = make_session(op_models.pipeline_model(num_heads)).run(None, feeds)
 
     expected = reference.padded_attention(qkv, bias, mask, num_heads)
     assert output.shape == (batch, seq_len, hidden)

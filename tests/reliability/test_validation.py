@@ -49,21 +49,6 @@ CASES = {
         {"input": _empty(0, HUGE, 8), "attention_mask": _empty(0, HUGE, dtype=np.int64)},
         ["RemovePadding: input 'input' has B=0, S=1099511627776: each must be at most 2147483647"],
     ),
-    "RemovePadding: int64 mask value 2**32 + 1 (1 if truncated to int32)": (
-        op_models.remove_padding_model(), REMOVE,
-        {"input": X, "attention_mask": np.where(MASK == 1, MASK, 2**32 + 1)},
-        ["input 'attention_mask' must hold only 0 or 1", "=4294967297"],
-    ),
-    "RemovePadding: int32 mask value INT32_MIN": (
-        op_models.remove_padding_model(op_models.INT32), {**REMOVE, "attention_mask": MASK.astype(np.int32)},
-        {"input": X, "attention_mask": np.full(MASK.shape, -(2**31), np.int32)},
-        ["attention_mask[0, 0]=-2147483648"],
-    ),
-    "RemovePadding: a bad value in the last slot only": (
-        op_models.remove_padding_model(), REMOVE,
-        {"input": X, "attention_mask": np.where(np.arange(15).reshape(3, 5) == 14, 3, MASK)},
-        ["attention_mask[2, 4]=3"],
-    ),
     "FusedMHA: token_offset B beyond int32 (empty)": (
         op_models.fused_mha_model(2), ATTENTION,
         {**ATTENTION, "token_offset": _empty(HUGE, 0, dtype=np.int32)},
@@ -96,7 +81,7 @@ CASES = {
     "FusedMHA: bias of the right size but rank 2": (
         op_models.fused_mha_model(2), ATTENTION,
         {**ATTENTION, "qkv_bias": BIAS.reshape(3, 16)},
-        ["input 'qkv_bias' must have shape [3 * H] = [48]", "its shape is [3, 16]"],
+        ["input 'qkv_bias' must have rank 1 ([3 * H])", "its shape is [3, 16]"],
     ),
     "RebuildPadding: token_offset not rank 2": (
         op_models.rebuild_padding_model(), REBUILD,

@@ -89,8 +89,8 @@ def test_plugin_capabilities_and_copies(host, name, fields, outputs):
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ("", "field 'num_heads' (int) is required"),
-        ("num_heads:i32:0", "field 'num_heads' must be >= 1, but it is 0"),
+        ("", "attribute 'num_heads' (int) is required"),
+        ("num_heads:i32:0", "attribute 'num_heads' must be >= 1, but it is 0"),
         ("num_heads:f32:4", "field 'num_heads' must be an integer"),
         ("num_heads:i32:4;scale:i32:1", "field 'scale' must be a float"),
         ("num_heads:i32:4;dropout:f32:0.1", "unknown field 'dropout' (the fields are num_heads and scale)"),
@@ -178,9 +178,9 @@ def test_remove_padding_declares_tokens_as_a_size_tensor(host):
 @pytest.mark.parametrize(
     "dims, message",
     [
-        ([[4, 16], [4, 16]], "input 'input' must have rank 3 [B, S, H], but it has rank 2"),
-        ([[4, 16, 64], [4, 16, 1]], "input 'attention_mask' must have rank 2 [B, S], but it has rank 3"),
-        ([[4, 16, 64], [4, 15]], "must be [B, S] of input 'input', but dimension 1 is 15, not 16"),
+        ([[4, 16], [4, 16]], "input 'input' must have rank 3 ([B, S, H]), but its shape is [4, 16]"),
+        ([[4, 16, 64], [4, 16, 1]], "input 'attention_mask' must have rank 2 ([B, S]), but its shape is [4, 16, 1]"),
+        ([[4, 16, 64], [4, 15]], "must have shape [B, S] = [4, 16] (B, S from 'input'), but its shape is [4, 15]"),
     ],
 )
 def test_remove_padding_shape_errors(host, dims, message):
@@ -200,7 +200,7 @@ def test_fused_mha_output_shape(host):
 @pytest.mark.parametrize(
     "heads, width, message",
     [
-        (3, 192, "input 'qkv' must have width 3 * H with H a multiple of num_heads=3, but its width is 192"),
+        (3, 192, "input 'qkv' must have width 3 * H with H a multiple of num_heads=3, but its shape is"),
         (4, 192, "head sizes H / num_heads of 32, 64 or 128, but it is 64 / 4 = 16"),
         (2, 200, "width 3 * H"),
     ],
@@ -290,18 +290,18 @@ def test_configure_checks_ranks_and_bias_width(host):
     remove = host.create("RemovePadding")
     assert remove.configure([Tensor(HALF, (-1, -1, 64)), Tensor(INT64, (-1, -1))], 4) == 0
     assert remove.configure([Tensor(HALF, (-1, -1, 64)), Tensor(INT64, (-1,))], 4) != 0
-    expect_log(host, "input 'attention_mask' must have rank 2 [B, S]")
+    expect_log(host, "input 'attention_mask' must have rank 2 ([B, S])")
     assert remove.configure([Tensor(HALF, (2, -1, 64)), Tensor(INT64, (3, -1))], 4) != 0
-    expect_log(host, "input 'attention_mask' [3, -1] must be [B, S] of input 'input' [2, -1, 64]")
+    expect_log(host, "input 'attention_mask' must have shape [B, S] = [2, ?] (B, S from 'input'), but its shape is [3, ?]")
     mha = host.create("FusedMHA", "num_heads:i32:2")
     good = [Tensor(HALF, (-1, 192)), Tensor(HALF, (192,)), Tensor(INT32, (-1,)), Tensor(INT32, (-1, -1))]
     assert mha.configure(good, 1) == 0
     assert mha.configure([good[0], Tensor(HALF, (96,)), *good[2:]], 1) != 0
-    expect_log(host, "input 'qkv_bias' must be [3 * H] = [192] (the width of 'qkv'), but it is [96]")
+    expect_log(host, "input 'qkv_bias' must have shape [3 * H] = [192] (the width of 'qkv'), but its shape is [96]")
     assert (
         host.create("RebuildPadding").configure([Tensor(HALF, (-1, 64, 1)), Tensor(INT32, (-1, -1))], 1) != 0
     )
-    expect_log(host, "input 'packed' must have rank 2 [T, H]")
+    expect_log(host, "input 'packed' must have rank 2 ([T, H])")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -444,7 +444,7 @@ def test_fused_mha_enqueue(host, dtype, heads, head_size, scale):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ("cu_seqlens", "input 'cu_seqlens' must be [B + 1] = [5] (B from 'token_offset'), but it is [4]"),
+        ("cu_seqlens", "input 'cu_seqlens' must have shape [B + 1] = [5] (B from 'token_offset'), but its shape is [4]"),
         ("rows", "input 'qkv' has T=93 rows, more than the B * S=4 * 23 padded slots of 'token_offset'"),
     ],
 )
@@ -490,12 +490,13 @@ def test_encoder_chain_as_tensorrt_runs_it(host, dtype):
 
     lengths = tuple(int(n) for n in mask.sum(axis=1))
     scale = np.float32(1 / np.sqrt(head_size))
-    ref = checks.mha_reference(qkv, None, lengths, heads, head_size, scale)
+    bias = np.zeros(3 * hidden, dt)
+    ref = checks.mha_reference(qkv, bias, lengths, heads, head_size, scale)
     valid = padded.reshape(-1, hidden)[mask.reshape(-1) != 0]
     if dtype == "float32":
         harness.assert_close(valid, ref, 2e-5, 1e-4, "context at the valid positions")
     else:
-        ref_lowp = checks.mha_reference(qkv, None, lengths, heads, head_size, scale, dtype)
+        ref_lowp = checks.mha_reference(qkv, bias, lengths, heads, head_size, scale, dtype)
         harness.assert_close_lowp(
             valid, ref, ref_lowp, checks.LOWP_ATOL[dtype], "context at the valid positions"
         )

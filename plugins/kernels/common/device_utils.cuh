@@ -65,13 +65,6 @@ __device__ __forceinline__ float WarpMax(float v) {
   return v;
 }
 
-__device__ __forceinline__ int WarpSum(int v) {
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    v += __shfl_xor_sync(kFullMask, v, offset);
-  }
-  return v;
-}
-
 // Inclusive prefix sum over the lanes of a warp.
 __device__ __forceinline__ int WarpInclusiveScan(int v) {
   const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
@@ -82,22 +75,6 @@ __device__ __forceinline__ int WarpInclusiveScan(int v) {
     }
   }
   return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32, at most 1024). `scratch` holds 32 floats of the
-// calling kernel's static shared memory; every thread gets the result.
-__device__ __forceinline__ float BlockSum(float v, float* scratch) {
-  const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
-  const int warp = static_cast<int>(threadIdx.x) / kWarpSize;
-  const int num_warps = static_cast<int>(blockDim.x) / kWarpSize;
-  v = WarpSum(v);
-  __syncthreads();  // scratch may still be read by a previous call
-  if (lane == 0) {
-    scratch[warp] = v;
-  }
-  __syncthreads();
-  v = lane < num_warps ? scratch[lane] : 0.0f;
-  return WarpSum(v);
 }
 
 // N elements of T loaded or stored as one aligned access (16 bytes for 8 halves or 4 floats).

@@ -13,22 +13,6 @@ namespace bytetx::cuda {
 constexpr int kRowMoverThreads = 256;
 constexpr int kRowsPerMoverBlock = kRowMoverThreads / kWarpSize;
 
-// Copy units by size: the launchers pick one with RowCopyUnitBytes.
-template <int kBytes>
-struct CopyUnitOf;
-template <>
-struct CopyUnitOf<16> {
-  using Type = Bytes16;
-};
-template <>
-struct CopyUnitOf<4> {
-  using Type = uint32_t;
-};
-template <>
-struct CopyUnitOf<2> {
-  using Type = uint16_t;
-};
-
 // 16, 4 or 2: the widest unit dividing the row size and the alignment of every pointer given.
 inline int RowCopyUnitBytes(size_t row_bytes, const void* a, const void* b) {
   const auto fits = [&](size_t unit) {
@@ -36,6 +20,19 @@ inline int RowCopyUnitBytes(size_t row_bytes, const void* a, const void* b) {
            reinterpret_cast<uintptr_t>(b) % unit == 0;
   };
   return fits(16) ? 16 : fits(4) ? 4 : 2;
+}
+
+// Returns fn(U{}) for U the copy unit of RowCopyUnitBytes(row_bytes, a, b): Bytes16, uint32_t or uint16_t.
+template <typename Fn>
+auto DispatchCopyUnit(size_t row_bytes, const void* a, const void* b, const Fn& fn) {
+  switch (RowCopyUnitBytes(row_bytes, a, b)) {
+    case 16:
+      return fn(Bytes16{});
+    case 4:
+      return fn(uint32_t{});
+    default:
+      return fn(uint16_t{});
+  }
 }
 
 // The calling warp copies `units` units from src to dst (or writes zeros when src is nullptr).

@@ -2,13 +2,11 @@
 // head size to the instantiations of fused_mha_<dtype>.cu.
 #include "kernels/fused_mha/fused_mha.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <cstdint>
 
 #include "kernels/common/launch.cuh"
-#include "kernels/fused_mha/fused_mha_kernels.cuh"
+#include "kernels/fused_mha/fused_mha_head_sizes.h"
+#include "kernels/fused_mha/fused_mha_launch.cuh"
 
 namespace bytetx::cuda {
 namespace {
@@ -31,11 +29,11 @@ const char* ShortKernelUnfit(const FusedMHAParams& p) {
   if (!HasTensorCores(p.dtype)) {
     return "the short-sequence kernel needs fp16, or bf16 on sm_80 or newer";
   }
-  if (p.max_seq_len > kFusedMHAShortMaxLen) {
-    return "the short-sequence kernel takes max_seq_len <= kFusedMHAShortMaxLen (128)";
+  if (p.seq_len > kFusedMHAShortMaxLen) {
+    return "the short-sequence kernel takes seq_len <= kFusedMHAShortMaxLen (128)";
   }
   const fused_mha::ShortLayout layout =
-      fused_mha::MakeShortLayout(static_cast<int>(p.head_size), static_cast<int>(p.max_seq_len), 2);
+      fused_mha::MakeShortLayout(static_cast<int>(p.head_size), static_cast<int>(p.seq_len), 2);
   if (static_cast<size_t>(layout.total_bytes) > MaxSharedMemoryPerBlock()) {
     return "the short-sequence kernel needs more shared memory than this device has per block";
   }
@@ -44,56 +42,43 @@ const char* ShortKernelUnfit(const FusedMHAParams& p) {
 
 template <typename T>
 cudaError_t Dispatch(const FusedMHAParams& p, FusedMHAKernel kernel, bool tensor_cores, cudaStream_t stream) {
-  switch (p.head_size) {
-    case 32:
-      return LaunchTyped<T, 32>(p, kernel, tensor_cores, stream);
-    case 64:
-      return LaunchTyped<T, 64>(p, kernel, tensor_cores, stream);
-    case 128:
-      return LaunchTyped<T, 128>(p, kernel, tensor_cores, stream);
-    default:
-      return cudaErrorInvalidValue;
-  }
+  return DispatchHeadSize(p.head_size, cudaErrorInvalidValue, [&](auto head_size) {
+    return LaunchTyped<T, decltype(head_size)::value>(p, kernel, tensor_cores, stream);
+  });
 }
 
 }  // namespace
 
 namespace fused_mha {
-extern template cudaError_t LaunchTyped<__half, 32>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
-extern template cudaError_t LaunchTyped<__half, 64>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
-extern template cudaError_t LaunchTyped<__half, 128>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
-extern template cudaError_t LaunchTyped<__nv_bfloat16, 32>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
-extern template cudaError_t LaunchTyped<__nv_bfloat16, 64>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
-extern template cudaError_t LaunchTyped<__nv_bfloat16, 128>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
-extern template cudaError_t LaunchTyped<float, 32>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
-extern template cudaError_t LaunchTyped<float, 64>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
-extern template cudaError_t LaunchTyped<float, 128>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
+BYTETX_FOR_EACH_FUSED_MHA_HEAD_SIZE(BYTETX_FUSED_MHA_DECLARE_FP32)
+BYTETX_FOR_EACH_FUSED_MHA_HEAD_SIZE(BYTETX_FUSED_MHA_DECLARE_FP16)
+BYTETX_FOR_EACH_FUSED_MHA_HEAD_SIZE(BYTETX_FUSED_MHA_DECLARE_BF16)
 }  // namespace fused_mha
 
 const char* CheckFusedMHAParams(const FusedMHAParams& p) {
   if (p.dtype != DataType::kFloat32 && p.dtype != DataType::kFloat16 && p.dtype != DataType::kBFloat16) {
     return "dtype must be float32, float16 or bfloat16";
   }
-  if (p.head_size != 32 && p.head_size != 64 && p.head_size != 128) {
-    return "head_size must be 32, 64 or 128";
+  if (!IsFusedMHAHeadSize(p.head_size)) {
+    return "head_size is not one of kFusedMHAHeadSizes";
   }
-  if (p.batch < 0 || p.max_seq_len < 0 || p.num_rows < 0 || p.num_heads < 1) {
-    return "batch, max_seq_len and num_rows must be >= 0 and num_heads >= 1";
+  if (p.batch < 0 || p.seq_len < 0 || p.num_tokens < 0 || p.num_heads < 1) {
+    return "batch, seq_len and num_tokens must be >= 0 and num_heads >= 1";
   }
   if (p.num_heads > kMaxGridY) {
     return "num_heads exceeds 65535";
   }
-  if (3 * p.num_heads * p.head_size > INT32_MAX || p.max_seq_len > INT32_MAX) {
-    return "3 * hidden or max_seq_len exceeds the int32 range";
+  if (3 * p.num_heads * p.head_size > INT32_MAX || p.seq_len > INT32_MAX) {
+    return "3 * hidden or seq_len exceeds the int32 range";
   }
-  const int64_t tiles = (p.max_seq_len + fused_mha::kFmaBlockM - 1) / fused_mha::kFmaBlockM;
+  const int64_t tiles = (p.seq_len + fused_mha::kFmaBlockM - 1) / fused_mha::kFmaBlockM;
   if (p.batch > 0 && tiles > kMaxGridX / p.batch) {
-    return "batch * max_seq_len is too large for one grid";
+    return "batch * seq_len is too large for one grid";
   }
-  if (p.cu_seqlens == nullptr) {
-    return "cu_seqlens is null";
+  if (p.cu_seqlens == nullptr || p.qkv_bias == nullptr) {
+    return "cu_seqlens or qkv_bias is null";
   }
-  if (p.num_rows > 0 && (p.qkv == nullptr || p.context == nullptr)) {
+  if (p.num_tokens > 0 && (p.qkv == nullptr || p.context == nullptr)) {
     return "qkv or context is null";
   }
   if (!Aligned16(p.qkv) || !Aligned16(p.qkv_bias) || !Aligned16(p.context)) {
@@ -116,7 +101,7 @@ cudaError_t LaunchFusedMHA(const FusedMHAParams& p, cudaStream_t stream) {
   if (CheckFusedMHAParams(p) != nullptr) {
     return cudaErrorInvalidValue;
   }
-  if (p.num_rows == 0 || p.batch == 0 || p.max_seq_len == 0) {
+  if (p.num_tokens == 0 || p.batch == 0 || p.seq_len == 0) {
     return cudaSuccess;  // no token
   }
   const FusedMHAKernel kernel = SelectFusedMHAKernel(p);

@@ -1,7 +1,8 @@
 // FusedMHA on CUDA (docs/ops.md): multi-head self-attention over the ragged sequences of the packed
-// layout, reading Q, K, V from one [rows, 3H] tensor and adding their bias on the fly. Two kernels
+// layout, reading Q, K, V from one [T, 3H] tensor and adding their bias on the fly. Two kernels
 // (docs/kernels.md): a short-sequence kernel keeping a head's scores in shared memory, and a tiled
-// online-softmax kernel for any length; the host-side bound max_seq_len picks one.
+// online-softmax kernel for any length; the host-side bound seq_len picks one. The head sizes it
+// takes are those of fused_mha_head_sizes.h.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -13,7 +14,7 @@
 namespace bytetx::cuda {
 
 enum class FusedMHAKernel {
-  kAuto,   // short kernel when max_seq_len <= kFusedMHAShortMaxLen and it fits, else tiled
+  kAuto,   // short kernel when seq_len <= kFusedMHAShortMaxLen and it fits, else tiled
   kShort,  // force the short-sequence kernel (fp16/bf16 only; an error where it does not apply)
   kTiled,  // force the tiled online-softmax kernel
 };
@@ -24,19 +25,16 @@ constexpr int64_t kFusedMHAShortMaxLen = 128;
 struct FusedMHAParams {
   DataType dtype = DataType::kFloat16;
   // hidden = num_heads * head_size; head h uses columns [h * head_size, (h + 1) * head_size) of a block.
-  const void* qkv = nullptr;            // [num_rows, 3 * hidden] of dtype: Q, K, V blocks
-  const void* qkv_bias = nullptr;       // [3 * hidden] of dtype, or nullptr for no bias
-  const int32_t* cu_seqlens = nullptr;  // [batch + 1] on the device; lengths <= max_seq_len
+  const void* qkv = nullptr;            // [num_tokens, 3 * hidden] of dtype: Q, K, V blocks
+  const void* qkv_bias = nullptr;       // [3 * hidden] of dtype
+  const int32_t* cu_seqlens = nullptr;  // [batch + 1] on the device; lengths <= seq_len
   int64_t batch = 0;
-  int64_t max_seq_len = 0;              // S: host-side bound on every sequence length
-  // Rows of qkv and context: T. When the host only knows an upper bound (rows_upper_bound), the
-  // rows of context from cu_seqlens[batch] on are written with zeros.
-  int64_t num_rows = 0;
-  bool rows_upper_bound = false;
+  int64_t seq_len = 0;                  // S: host-side bound on every sequence length
+  int64_t num_tokens = 0;               // T: rows of qkv and context
   int64_t num_heads = 0;
-  int64_t head_size = 0;                // 32, 64 or 128
+  int64_t head_size = 0;                // one of kFusedMHAHeadSizes
   float scale = 0.0f;                   // multiplies Q K^T before the softmax
-  void* context = nullptr;              // [num_rows, hidden] of dtype
+  void* context = nullptr;              // [num_tokens, hidden] of dtype
   FusedMHAKernel kernel = FusedMHAKernel::kAuto;
 };
 

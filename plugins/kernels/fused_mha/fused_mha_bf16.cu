@@ -1,10 +1,6 @@
-// FusedMHA kernels for __nv_bfloat16: one instantiation per supported head size.
+// FusedMHA's kernels for one dtype, instantiated for every head size of fused_mha_head_sizes.h.
 #include "kernels/fused_mha/fused_mha_launch.cuh"
 
 namespace bytetx::cuda::fused_mha {
-
-template cudaError_t LaunchTyped<__nv_bfloat16, 32>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
-template cudaError_t LaunchTyped<__nv_bfloat16, 64>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
-template cudaError_t LaunchTyped<__nv_bfloat16, 128>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
-
+BYTETX_FOR_EACH_FUSED_MHA_HEAD_SIZE(BYTETX_FUSED_MHA_INSTANTIATE_BF16)
 }  // namespace bytetx::cuda::fused_mha

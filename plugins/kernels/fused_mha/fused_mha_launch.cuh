@@ -1,13 +1,18 @@
 // LaunchTyped<T, D>: fills the kernel arguments and launches the kernel the host picked. Included by
-// the per-dtype translation units (fused_mha_<dtype>.cu), which instantiate it per head size, so the
-// three dtypes compile in parallel.
+// the per-dtype translation units (fused_mha_<dtype>.cu), which instantiate it for every head size of
+// fused_mha_head_sizes.h, so the three dtypes compile in parallel.
 #pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <cstdint>
 
 #include "kernels/common/launch.cuh"
-#include "kernels/common/row_copy.cuh"
-#include "kernels/fused_mha/fused_mha_kernels.cuh"
+#include "kernels/fused_mha/fma_kernel.cuh"
+#include "kernels/fused_mha/fused_mha_head_sizes.h"
+#include "kernels/fused_mha/short_kernel.cuh"
+#include "kernels/fused_mha/tiled_kernel.cuh"
 
 namespace bytetx::cuda::fused_mha {
 
@@ -29,10 +34,10 @@ cudaError_t LaunchAttention(Kernel kernel, const FusedMHAParams& p, int block_m,
   args.bias = static_cast<const T*>(p.qkv_bias);
   args.cu_seqlens = p.cu_seqlens;
   args.context = static_cast<T*>(p.context);
-  args.num_rows = p.num_rows;
+  args.num_tokens = p.num_tokens;
   args.hidden = static_cast<int32_t>(p.num_heads * D);
-  args.max_seq_len = static_cast<int32_t>(p.max_seq_len);
-  args.num_query_tiles = static_cast<int32_t>((p.max_seq_len + block_m - 1) / block_m);
+  args.seq_len = static_cast<int32_t>(p.seq_len);
+  args.num_query_tiles = static_cast<int32_t>((p.seq_len + block_m - 1) / block_m);
   args.scale_log2 = p.scale * kLog2e;
   const cudaError_t status = AllowDynamicSharedMemory(kernel, shared_bytes);
   if (status != cudaSuccess) {
@@ -42,49 +47,40 @@ cudaError_t LaunchAttention(Kernel kernel, const FusedMHAParams& p, int block_m,
   return LaunchKernel(kernel, grid, dim3(threads), shared_bytes, stream, args);
 }
 
-template <int kUnitBytes>
-cudaError_t LaunchZeroTail(const FusedMHAParams& p, cudaStream_t stream) {
-  using U = typename CopyUnitOf<kUnitBytes>::Type;
-  const int64_t units = p.num_heads * p.head_size * static_cast<int64_t>(ElementSize(p.dtype)) / kUnitBytes;
-  const int64_t blocks = (p.num_rows + kRowsPerMoverBlock - 1) / kRowsPerMoverBlock;
-  return LaunchKernel(ZeroTailRowsKernel<U>, dim3(static_cast<unsigned>(blocks)), dim3(kRowMoverThreads), 0, stream,
-                      p.cu_seqlens + p.batch, p.num_rows, units, static_cast<U*>(p.context));
-}
-
+// The kernel `kernel` (kShort or kTiled, as SelectFusedMHAKernel chose) for dtype T and head size D;
+// the tiled choice runs the FMA kernel where the device has no tensor cores for T.
 template <typename T, int D>
 cudaError_t LaunchTyped(const FusedMHAParams& p, FusedMHAKernel kernel, bool tensor_cores, cudaStream_t stream) {
-  cudaError_t status = cudaSuccess;
   if constexpr (kIsFloat<T>) {
     static_cast<void>(kernel);
     static_cast<void>(tensor_cores);
-    status = LaunchAttention<T, D>(FmaMHAKernel<T, D>, p, kFmaBlockM, kFmaThreads, FmaConfig<D>::kSharedBytes, stream);
+    return LaunchAttention<T, D>(FmaMHAKernel<T, D>, p, kFmaBlockM, kFmaThreads, FmaConfig<D>::kSharedBytes, stream);
   } else {
     if (kernel == FusedMHAKernel::kShort) {
-      const ShortLayout layout = MakeShortLayout(D, static_cast<int>(p.max_seq_len), sizeof(T));
-      status = LaunchAttention<T, D>(ShortMHAKernel<T, D>, p, kWmmaBlockM, kWmmaThreads,
-                                     static_cast<size_t>(layout.total_bytes), stream);
-    } else if (tensor_cores) {
-      status = LaunchAttention<T, D>(TiledMHAKernel<T, D>, p, kWmmaBlockM, kWmmaThreads, TiledConfig<D>::kSharedBytes,
-                                     stream);
-    } else if constexpr (kNeedsFma<T>) {
-      status = LaunchAttention<T, D>(FmaMHAKernel<T, D>, p, kFmaBlockM, kFmaThreads, FmaConfig<D>::kSharedBytes,
-                                     stream);
-    } else {
-      status = cudaErrorInvalidValue;  // unreachable: HasTensorCores(kFloat16) holds on every device
+      const ShortLayout layout = MakeShortLayout(D, static_cast<int>(p.seq_len), sizeof(T));
+      return LaunchAttention<T, D>(ShortMHAKernel<T, D>, p, kWmmaBlockM, kWmmaThreads,
+                                   static_cast<size_t>(layout.total_bytes), stream);
     }
-  }
-  if (status != cudaSuccess || !p.rows_upper_bound) {
-    return status;
-  }
-  const size_t row_bytes = static_cast<size_t>(p.num_heads * p.head_size) * sizeof(T);
-  switch (RowCopyUnitBytes(row_bytes, p.context, p.context)) {
-    case 16:
-      return LaunchZeroTail<16>(p, stream);
-    case 4:
-      return LaunchZeroTail<4>(p, stream);
-    default:
-      return LaunchZeroTail<2>(p, stream);
+    if (tensor_cores) {
+      return LaunchAttention<T, D>(TiledMHAKernel<T, D>, p, kWmmaBlockM, kWmmaThreads, TiledConfig<D>::kSharedBytes,
+                                   stream);
+    }
+    if constexpr (kNeedsFma<T>) {
+      return LaunchAttention<T, D>(FmaMHAKernel<T, D>, p, kFmaBlockM, kFmaThreads, FmaConfig<D>::kSharedBytes, stream);
+    }
+    return cudaErrorInvalidValue;  // unreachable: HasTensorCores(kFloat16) holds on every device
   }
 }
 
 }  // namespace bytetx::cuda::fused_mha
+
+// Declares (extern, in fused_mha.cu) or defines (in fused_mha_<dtype>.cu) LaunchTyped<T, D> for every
+// listed head size.
+#define BYTETX_LAUNCH_TYPED(T, D) \
+  cudaError_t LaunchTyped<T, D>(const FusedMHAParams&, FusedMHAKernel, bool, cudaStream_t);
+#define BYTETX_FUSED_MHA_INSTANTIATE_FP32(D) template BYTETX_LAUNCH_TYPED(float, D)
+#define BYTETX_FUSED_MHA_INSTANTIATE_FP16(D) template BYTETX_LAUNCH_TYPED(__half, D)
+#define BYTETX_FUSED_MHA_INSTANTIATE_BF16(D) template BYTETX_LAUNCH_TYPED(__nv_bfloat16, D)
+#define BYTETX_FUSED_MHA_DECLARE_FP32(D) extern template BYTETX_LAUNCH_TYPED(float, D)
+#define BYTETX_FUSED_MHA_DECLARE_FP16(D) extern template BYTETX_LAUNCH_TYPED(__half, D)
+#define BYTETX_FUSED_MHA_DECLARE_BF16(D) extern template BYTETX_LAUNCH_TYPED(__nv_bfloat16, D)

@@ -2,23 +2,21 @@
 
 #include <cstdint>
 
+#include "common/packed_layout.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/rebuild_padding/rebuild_padding_kernels.cuh"
 
 namespace bytetx::cuda {
 namespace {
 
-constexpr int64_t kMaxSlots = INT32_MAX;
-
-template <int kUnitBytes>
+template <typename U>
 cudaError_t LaunchScatter(const RebuildPaddingParams& p, cudaStream_t stream) {
-  using U = typename CopyUnitOf<kUnitBytes>::Type;
-  const int64_t units = p.hidden * static_cast<int64_t>(ElementSize(p.dtype)) / kUnitBytes;
+  const int64_t units = p.hidden * static_cast<int64_t>(ElementSize(p.dtype)) / static_cast<int64_t>(sizeof(U));
   const int64_t num_slots = p.batch * p.seq_len;
   const int64_t blocks = (num_slots + kRowsPerMoverBlock - 1) / kRowsPerMoverBlock;
   return LaunchKernel(rebuild_padding::ScatterRowsKernel<U>, dim3(static_cast<unsigned>(blocks)),
                       dim3(kRowMoverThreads), 0, stream, static_cast<const U*>(p.packed), p.token_offset,
-                      p.num_tokens, p.device_num_tokens, num_slots, units, static_cast<U*>(p.output));
+                      p.num_tokens, num_slots, units, static_cast<U*>(p.output));
 }
 
 }  // namespace
@@ -27,7 +25,7 @@ const char* CheckRebuildPaddingParams(const RebuildPaddingParams& p) {
   if (p.batch < 0 || p.seq_len < 0 || p.hidden < 0 || p.num_tokens < 0) {
     return "a size is negative";
   }
-  if (p.seq_len > 0 && p.batch > kMaxSlots / p.seq_len) {
+  if (p.seq_len > 0 && p.batch > packed::kMaxSlots / p.seq_len) {
     return "batch * seq_len exceeds the int32 range of token_offset";
   }
   if (p.hidden > 0 && p.batch * p.seq_len > INT64_MAX / static_cast<int64_t>(ElementSize(p.dtype)) / p.hidden) {
@@ -51,14 +49,8 @@ cudaError_t LaunchRebuildPadding(const RebuildPaddingParams& p, cudaStream_t str
     return cudaSuccess;
   }
   const size_t row_bytes = static_cast<size_t>(p.hidden) * ElementSize(p.dtype);
-  switch (RowCopyUnitBytes(row_bytes, p.packed, p.output)) {
-    case 16:
-      return LaunchScatter<16>(p, stream);
-    case 4:
-      return LaunchScatter<4>(p, stream);
-    default:
-      return LaunchScatter<2>(p, stream);
-  }
+  return DispatchCopyUnit(row_bytes, p.packed, p.output,
+                          [&](auto unit) { return LaunchScatter<decltype(unit)>(p, stream); });
 }
 
 }  // namespace bytetx::cuda

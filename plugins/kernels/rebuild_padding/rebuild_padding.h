@@ -15,9 +15,6 @@ struct RebuildPaddingParams {
   const void* packed = nullptr;           // [num_tokens, hidden] of dtype
   const int32_t* token_offset = nullptr;  // [batch, seq_len], the packed layout's permutation
   int64_t num_tokens = 0;                 // T (rows of packed), <= batch * seq_len
-  // Optional device-side T (e.g. cu_seqlens + batch) for packed tensors sized by an upper bound:
-  // when set, rows t >= *device_num_tokens count as padding. nullptr: num_tokens is exact.
-  const int32_t* device_num_tokens = nullptr;
   int64_t batch = 0;
   int64_t seq_len = 0;                    // batch * seq_len <= INT32_MAX
   int64_t hidden = 0;

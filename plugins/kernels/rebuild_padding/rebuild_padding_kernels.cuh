@@ -13,8 +13,7 @@ namespace bytetx::cuda::rebuild_padding {
 template <typename U>
 __global__ void __launch_bounds__(kRowMoverThreads)
     ScatterRowsKernel(const U* __restrict__ packed, const int32_t* __restrict__ token_offset, int64_t num_tokens,
-                      const int32_t* __restrict__ device_num_tokens, int64_t num_slots, int64_t units_per_row,
-                      U* __restrict__ output) {
+                      int64_t num_slots, int64_t units_per_row, U* __restrict__ output) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kRowsPerMoverBlock + threadIdx.x / kWarpSize;
   if (t >= num_slots) {
     return;
@@ -23,11 +22,7 @@ __global__ void __launch_bounds__(kRowMoverThreads)
   if (slot < 0 || slot >= num_slots) {
     return;  // not a layout made by RemovePadding; skipping keeps the writes in bounds
   }
-  int64_t tokens = num_tokens;
-  if (device_num_tokens != nullptr && *device_num_tokens < tokens) {
-    tokens = *device_num_tokens;
-  }
-  WarpCopyRow(output + slot * units_per_row, t < tokens ? packed + t * units_per_row : nullptr, units_per_row);
+  WarpCopyRow(output + slot * units_per_row, t < num_tokens ? packed + t * units_per_row : nullptr, units_per_row);
 }
 
 }  // namespace bytetx::cuda::rebuild_padding

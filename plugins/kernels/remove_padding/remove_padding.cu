@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/packed_layout.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/remove_padding/remove_padding_kernels.cuh"
 
@@ -12,7 +13,7 @@ namespace {
 using remove_padding::kRowThreads;
 using remove_padding::kScanThreads;
 
-constexpr int64_t kMaxSlots = INT32_MAX;
+
 
 template <typename Mask>
 cudaError_t LaunchLayout(const RemovePaddingParams& p, Mask mask, cudaStream_t stream) {
@@ -33,10 +34,9 @@ cudaError_t LaunchLayout(const RemovePaddingParams& p, Mask mask, cudaStream_t s
                       batch, seq_len, p.cu_seqlens, p.token_offset);
 }
 
-template <int kUnitBytes>
+template <typename U>
 cudaError_t LaunchGather(const RemovePaddingParams& p, cudaStream_t stream) {
-  using U = typename CopyUnitOf<kUnitBytes>::Type;
-  const int64_t units = p.hidden * static_cast<int64_t>(ElementSize(p.dtype)) / kUnitBytes;
+  const int64_t units = p.hidden * static_cast<int64_t>(ElementSize(p.dtype)) / static_cast<int64_t>(sizeof(U));
   const int64_t blocks = (p.packed_rows + kRowsPerMoverBlock - 1) / kRowsPerMoverBlock;
   return LaunchKernel(remove_padding::GatherRowsKernel<U>, dim3(static_cast<unsigned>(blocks)),
                       dim3(kRowMoverThreads), 0, stream, static_cast<const U*>(p.input), p.token_offset,
@@ -49,7 +49,7 @@ const char* CheckRemovePaddingParams(const RemovePaddingParams& p) {
   if (p.batch < 0 || p.seq_len < 0 || p.hidden < 0 || p.packed_rows < 0) {
     return "a size is negative";
   }
-  if (p.seq_len > 0 && p.batch > kMaxSlots / p.seq_len) {
+  if (p.seq_len > 0 && p.batch > packed::kMaxSlots / p.seq_len) {
     return "batch * seq_len exceeds the int32 range of token_offset";
   }
   if (p.packed_rows > p.batch * p.seq_len) {
@@ -88,14 +88,8 @@ cudaError_t LaunchRemovePadding(const RemovePaddingParams& p, cudaStream_t strea
     return status;
   }
   const size_t row_bytes = static_cast<size_t>(p.hidden) * ElementSize(p.dtype);
-  switch (RowCopyUnitBytes(row_bytes, p.input, p.packed)) {
-    case 16:
-      return LaunchGather<16>(p, stream);
-    case 4:
-      return LaunchGather<4>(p, stream);
-    default:
-      return LaunchGather<2>(p, stream);
-  }
+  return DispatchCopyUnit(row_bytes, p.input, p.packed,
+                          [&](auto unit) { return LaunchGather<decltype(unit)>(p, stream); });
 }
 
 cudaError_t UploadMaskBits(const uint32_t* host_words, int64_t num_slots, uint32_t* device_words,

@@ -76,75 +76,61 @@ void LogError(const char* plugin, const std::string& message) noexcept {
   }
 }
 
-std::optional<cuda::DataType> ToCudaDataType(nvinfer1::DataType type) noexcept {
+contract::ElementType ToElementType(nvinfer1::DataType type) noexcept {
+  using contract::ElementType;
   switch (type) {
     case nvinfer1::DataType::kFLOAT:
-      return cuda::DataType::kFloat32;
+      return ElementType::kFloat32;
     case nvinfer1::DataType::kHALF:
-      return cuda::DataType::kFloat16;
+      return ElementType::kFloat16;
     case nvinfer1::DataType::kBF16:
-      return cuda::DataType::kBFloat16;
-    default:
-      return std::nullopt;
-  }
-}
-
-bool IsKernelFloatType(nvinfer1::DataType type) noexcept { return ToCudaDataType(type).has_value(); }
-
-const char* TypeName(nvinfer1::DataType type) noexcept {
-  switch (type) {
-    case nvinfer1::DataType::kFLOAT:
-      return "float32";
-    case nvinfer1::DataType::kHALF:
-      return "float16";
-    case nvinfer1::DataType::kBF16:
-      return "bfloat16";
+      return ElementType::kBFloat16;
     case nvinfer1::DataType::kINT32:
-      return "int32";
+      return ElementType::kInt32;
     case nvinfer1::DataType::kINT64:
-      return "int64";
+      return ElementType::kInt64;
     case nvinfer1::DataType::kINT8:
-      return "int8";
+      return ElementType::kInt8;
+    case nvinfer1::DataType::kUINT8:
+      return ElementType::kUInt8;
     case nvinfer1::DataType::kBOOL:
-      return "bool";
+      return ElementType::kBool;
     default:
-      return "another type";
+      return ElementType::kOther;
   }
 }
 
-std::string DimsString(const nvinfer1::Dims& dims) {
-  std::ostringstream out;
-  out << '[';
+nvinfer1::DataType ToTrtType(contract::ElementType type) noexcept {
+  using contract::ElementType;
+  switch (type) {
+    case ElementType::kFloat16:
+      return nvinfer1::DataType::kHALF;
+    case ElementType::kBFloat16:
+      return nvinfer1::DataType::kBF16;
+    case ElementType::kInt32:
+      return nvinfer1::DataType::kINT32;
+    case ElementType::kInt64:
+      return nvinfer1::DataType::kINT64;
+    default:
+      return nvinfer1::DataType::kFLOAT;
+  }
+}
+
+contract::TensorDesc Describe(const nvinfer1::PluginTensorDesc& desc) {
+  contract::TensorDesc out{ToElementType(desc.type), {}};
+  for (int32_t i = 0; i < desc.dims.nbDims; ++i) {
+    out.dims.push_back(desc.dims.d[i] < 0 ? contract::kUnknownDim : desc.dims.d[i]);
+  }
+  return out;
+}
+
+contract::TensorDesc Describe(const nvinfer1::DimsExprs& dims) {
+  contract::TensorDesc out;
   for (int32_t i = 0; i < dims.nbDims; ++i) {
-    out << (i > 0 ? ", " : "") << dims.d[i];
+    const nvinfer1::IDimensionExpr* dim = dims.d[i];
+    out.dims.push_back(dim != nullptr && dim->isConstant() ? dim->getConstantValue() : contract::kUnknownDim);
   }
-  out << ']';
-  return out.str();
-}
-
-Status CudaStatus(cudaError_t error, const char* what) {
-  if (error == cudaSuccess) {
-    return Status::Ok();
-  }
-  return Status::Internal(StrCat(what, " failed: ", cudaGetErrorName(error), " (", cudaGetErrorString(error), ")"));
-}
-
-Status ExpectRank(const nvinfer1::PluginTensorDesc& desc, const char* name, int32_t rank, const char* dims) {
-  BYTETX_CHECK(desc.dims.nbDims == rank, "input '", name, "' must have rank ", rank, " ", dims, ", but its shape is ",
-               DimsString(desc.dims));
-  return Status::Ok();
-}
-
-Status ExpectType(const nvinfer1::PluginTensorDesc& desc, const char* name, nvinfer1::DataType type) {
-  BYTETX_CHECK(desc.type == type, "tensor '", name, "' must be ", TypeName(type), ", but it is ", TypeName(desc.type));
-  return Status::Ok();
-}
-
-Status ExpectCounts(int32_t num_inputs, int32_t expected_inputs, int32_t num_outputs, int32_t expected_outputs) {
-  BYTETX_CHECK(num_inputs == expected_inputs && num_outputs == expected_outputs, "the plugin takes ", expected_inputs,
-               " inputs and gives ", expected_outputs, " outputs, but the layer has ", num_inputs, " inputs and ",
-               num_outputs, " outputs");
-  return Status::Ok();
+  return out;
 }
 
 Status ReadIntField(const nvinfer1::PluginField& field, int64_t* value) {

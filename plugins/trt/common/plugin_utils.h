@@ -1,6 +1,6 @@
-// Glue shared by the TensorRT plugins: the names every plugin carries, logging through the logger
-// TensorRT hands the library, guards that keep exceptions inside the library, type mapping and plugin
-// fields. Host C++ only; the kernels are reached through the launchers of plugins/kernels/.
+// Glue shared by the TensorRT plugins: the namespace every plugin carries, logging through the logger
+// TensorRT hands the library, guards that keep exceptions inside the library, tensors described for
+// the op contracts, and plugin fields. Host C++ only; the kernels are reached through the launchers of plugins/kernels/.
 #pragma once
 
 #include <NvInferRuntime.h>
@@ -8,19 +8,18 @@
 
 #include <cstdint>
 #include <exception>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/checks.h"
-#include "kernels/common/data_type.h"
+#include "common/contract.h"
 
 namespace bytetx::trt {
 
-// Every plugin of the library lives in the namespace named like the ONNX domain, at the version of the
-// op set (docs/ops.md). A new behaviour is a new plugin version, never a hidden flag.
+// Every plugin of the library lives in the namespace named like the ONNX domain (docs/ops.md); each
+// has its own version, in its op's contract. A new behaviour is a new plugin version, never a hidden
+// flag.
 constexpr char kPluginNamespace[] = "com.bytetx";
-constexpr char kPluginVersion[] = "1";
 
 // What the int32_t-returning plugin methods give TensorRT: any nonzero value fails the call, and the
 // reason has been logged before.
@@ -61,26 +60,19 @@ int32_t ReportStatus(const char* plugin, const Body& body) noexcept {
   });
 }
 
-// The kernels' type of a floating-point tensor, std::nullopt for other TensorRT types.
-std::optional<cuda::DataType> ToCudaDataType(nvinfer1::DataType type) noexcept;
-// float32, float16 or bfloat16: the types every launcher takes for its floating-point tensors.
-bool IsKernelFloatType(nvinfer1::DataType type) noexcept;
-const char* TypeName(nvinfer1::DataType type) noexcept;
-std::string DimsString(const nvinfer1::Dims& dims);
+contract::ElementType ToElementType(nvinfer1::DataType type) noexcept;
+// kFLOAT for types TensorRT has no name for (never asked for: the contracts give only these).
+nvinfer1::DataType ToTrtType(contract::ElementType type) noexcept;
+
+// A tensor for the op contract: TensorRT's -1 (a dimension of a profile's range) is the contract's
+// unknown dimension.
+contract::TensorDesc Describe(const nvinfer1::PluginTensorDesc& desc);
+// The dimensions known at build time (constants), the others and the element type unknown.
+contract::TensorDesc Describe(const nvinfer1::DimsExprs& dims);
 
 // Where libnvinfer's exported `name` is (getPluginRegistry, getLogger), nullptr if the process has not
 // loaded libnvinfer: the library never links it (plugin_registry.cc says why).
 void* NvinferSymbol(const char* name) noexcept;
-
-// A launcher's status; `what` names the launch for the message.
-Status CudaStatus(cudaError_t error, const char* what);
-
-// Checks of the tensors TensorRT hands enqueue; `name` is the contract's name of the tensor.
-Status ExpectRank(const nvinfer1::PluginTensorDesc& desc, const char* name, int32_t rank, const char* dims);
-Status ExpectType(const nvinfer1::PluginTensorDesc& desc, const char* name, nvinfer1::DataType type);
-
-// The number of inputs and outputs TensorRT passes a plugin method matches the plugin's.
-Status ExpectCounts(int32_t num_inputs, int32_t expected_inputs, int32_t num_outputs, int32_t expected_outputs);
 
 // One integer (kINT8, kINT16, kINT32 or kINT64) or one float (kFLOAT32 or kFLOAT64) plugin field, as
 // the ONNX parser (kINT32, kFLOAT32) and the Python API (NumPy's types) make them.

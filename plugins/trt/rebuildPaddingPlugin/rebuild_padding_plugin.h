@@ -2,55 +2,20 @@
 // [T, H] back to the padded layout [B, S, H]; padding positions are exactly zero.
 #pragma once
 
-#include <NvInferRuntime.h>
-#include <cuda_runtime.h>
-
-#include <cstdint>
-
+#include "common/rebuild_padding_contract.h"
 #include "trt/common/plugin_base.h"
 
 namespace bytetx::trt {
 
-class RebuildPaddingPlugin final : public PluginBase<RebuildPaddingPlugin> {
+class RebuildPaddingPlugin final : public PluginBase<RebuildPaddingPlugin, contract::RebuildPadding> {
  public:
-  static constexpr char kName[] = "RebuildPadding";
-  static constexpr int32_t kNumInputs = 2;
-  static constexpr int32_t kNumOutputs = 1;
-  enum Position : int32_t { kPacked, kTokenOffset, kOutput };
-
-  RebuildPaddingPlugin() = default;
-
-  // Build capability.
-  int32_t configurePlugin(const nvinfer1::DynamicPluginTensorDesc* in, int32_t num_inputs,
-                          const nvinfer1::DynamicPluginTensorDesc* out, int32_t num_outputs) noexcept override;
-  int32_t getOutputDataTypes(nvinfer1::DataType* output_types, int32_t num_outputs,
-                             const nvinfer1::DataType* input_types, int32_t num_inputs) const noexcept override;
-  int32_t getOutputShapes(const nvinfer1::DimsExprs* inputs, int32_t num_inputs, const nvinfer1::DimsExprs* shape_inputs,
-                          int32_t num_shape_inputs, nvinfer1::DimsExprs* outputs, int32_t num_outputs,
-                          nvinfer1::IExprBuilder& builder) noexcept override;
-  bool supportsFormatCombination(int32_t pos, const nvinfer1::DynamicPluginTensorDesc* in_out, int32_t num_inputs,
-                                 int32_t num_outputs) noexcept override;
-
-  // Runtime capability.
-  int32_t enqueue(const nvinfer1::PluginTensorDesc* input_desc, const nvinfer1::PluginTensorDesc* output_desc,
-                  const void* const* inputs, void* const* outputs, void* workspace,
-                  cudaStream_t stream) noexcept override;
-  const nvinfer1::PluginFieldCollection* getFieldsToSerialize() noexcept override { return fields_.collection(); }
-
- private:
-  Status Enqueue(const nvinfer1::PluginTensorDesc* input_desc, const void* const* inputs, void* const* outputs,
-                 cudaStream_t stream) const;
-
-  FieldList fields_;  // no attributes
+  // Output [B, S, H]: B, S of token_offset, H of packed.
+  Status OutputShapes(const nvinfer1::DimsExprs* inputs, nvinfer1::DimsExprs* outputs,
+                      nvinfer1::IExprBuilder& builder) const;
+  Status Launch(const Dims& dims, const contract::TensorDesc* inputs, const void* const* input_data,
+                void* const* output_data, cudaStream_t stream) const;
 };
 
-class RebuildPaddingPluginCreator final : public CreatorBase {
- public:
-  RebuildPaddingPluginCreator();
-
-  const char* getPluginName() const noexcept override { return RebuildPaddingPlugin::kName; }
-  nvinfer1::IPluginV3* createPlugin(const char* name, const nvinfer1::PluginFieldCollection* fields,
-                                    nvinfer1::TensorRTPhase phase) noexcept override;
-};
+using RebuildPaddingPluginCreator = FieldlessCreator<RebuildPaddingPlugin>;
 
 }  // namespace bytetx::trt

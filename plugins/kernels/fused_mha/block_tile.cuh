@@ -1,0 +1,128 @@
+// What every FusedMHA kernel (fused_mha.h) shares: its arguments, where a block's queries lie in the
+// packed rows, and the block-cooperative loads and per-warp stores of one head's rows. Every kernel
+// runs a grid of (batch * query tiles, heads): block (b * tiles + i, h) owns query rows
+// [i * block_m, (i + 1) * block_m) of sequence b, head h, and returns at once when the sequence is
+// shorter, so the grid is sized by the host-side bound S and no device value is read on the host.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/common/device_utils.cuh"
+
+namespace bytetx::cuda::fused_mha {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kWmmaTile = 16;  // the m, n and k of every wmma fragment; a warp owns 16 query rows
+constexpr int kHalfSkew = 8;   // 16 bytes of padding per 16-bit row: spreads shared memory banks
+constexpr int kFloatSkew = 4;  // 16 bytes per float row
+
+template <typename T>
+struct MHAArgs {
+  const T* qkv;                 // [num_tokens, 3 * hidden]
+  const T* bias;                // [3 * hidden]
+  const int32_t* cu_seqlens;    // [batch + 1]
+  T* context;                   // [num_tokens, hidden]
+  int64_t num_tokens;
+  int32_t hidden;
+  int32_t seq_len;
+  int32_t num_query_tiles;      // per sequence: ceil(seq_len / block M)
+  float scale_log2;             // scale * log2(e): softmax in base 2
+};
+
+// The part of the grid one block owns.
+struct BlockTile {
+  int64_t first;  // packed row of the sequence's first token
+  int len;        // tokens in the sequence
+  int q0;         // first query row of the block, relative to the sequence
+  int head;
+};
+
+// Lengths are read on the device and cannot be validated on the host: they are clamped to [0, S]
+// and to the rows of qkv, so a broken cu_seqlens gives wrong numbers but no stray memory access.
+template <typename T>
+__device__ __forceinline__ bool LocateBlock(const MHAArgs<T>& args, int block_m, BlockTile* tile) {
+  const int b = static_cast<int>(blockIdx.x) / args.num_query_tiles;
+  tile->q0 = (static_cast<int>(blockIdx.x) % args.num_query_tiles) * block_m;
+  tile->head = static_cast<int>(blockIdx.y);
+  const int64_t first = args.cu_seqlens[b];
+  int64_t len = static_cast<int64_t>(args.cu_seqlens[b + 1]) - first;
+  len = len < args.seq_len ? len : args.seq_len;
+  if (first < 0 || first + len > args.num_tokens) {
+    len = 0;
+  }
+  tile->first = first;
+  tile->len = static_cast<int>(len);
+  return tile->q0 < tile->len;
+}
+
+// The rows of one head that a block reads: Q, K or V (`block` 0, 1, 2) of the tile's sequence.
+template <typename T, int D>
+struct HeadRows {
+  const T* rows;     // the head's first column in the sequence's first row
+  const T* bias;     // the head's bias columns of the block
+  int64_t stride;    // elements between rows: 3 * hidden
+
+  __device__ __forceinline__ HeadRows(const MHAArgs<T>& args, const BlockTile& tile, int block)
+      : rows(args.qkv + tile.first * 3 * static_cast<int64_t>(args.hidden) +
+             static_cast<int64_t>(block) * args.hidden + static_cast<int64_t>(tile.head) * D),
+        bias(args.bias + static_cast<int64_t>(block) * args.hidden + tile.head * D),
+        stride(3 * static_cast<int64_t>(args.hidden)) {}
+};
+
+// Block-cooperative copy of `rows` rows starting at sequence row `first_row` into shared memory as S
+// (T or float), bias added in float and multiplied by `multiplier`; rows at or after `valid` become
+// zeros. D / kVec divides kThreads, so every thread keeps the same columns and loads its bias once.
+template <typename T, typename S, int D, int kThreads>
+__device__ __forceinline__ void LoadHeadRows(S* __restrict__ dst, int ld, const HeadRows<T, D>& src, int first_row,
+                                             int rows, int valid, float multiplier) {
+  constexpr int kVec = 16 / sizeof(T);
+  constexpr int kVecsPerRow = D / kVec;
+  static_assert(kThreads % kVecsPerRow == 0, "every thread must keep the same columns");
+  const int col = (static_cast<int>(threadIdx.x) % kVecsPerRow) * kVec;
+  float bias_values[kVec];
+  const Vector<T, kVec> b = LoadVector<T, kVec>(src.bias + col);
+  for (int i = 0; i < kVec; ++i) {
+    bias_values[i] = ToFloat(b.v[i]);
+  }
+  for (int r = static_cast<int>(threadIdx.x) / kVecsPerRow; r < rows; r += kThreads / kVecsPerRow) {
+    S* out = dst + r * ld + col;
+    if (r < valid) {
+      const Vector<T, kVec> x = LoadVector<T, kVec>(src.rows + (first_row + r) * src.stride + col);
+      for (int i = 0; i < kVec; ++i) {
+        out[i] = FromFloat<S>((ToFloat(x.v[i]) + bias_values[i]) * multiplier);
+      }
+    } else {
+      for (int i = 0; i < kVec; ++i) {
+        out[i] = FromFloat<S>(0.0f);
+      }
+    }
+  }
+}
+
+// Writes the 16 rows of a warp's float accumulator `acc` (row stride ld), each multiplied by
+// inv_sum[r], to the context rows of queries [q_first, q_first + 16) that lie before the sequence end.
+template <typename T, int D>
+__device__ __forceinline__ void StoreWarpRows(const float* acc, int ld, const float* inv_sum, const MHAArgs<T>& args,
+                                              const BlockTile& tile, int q_first) {
+  constexpr int kVec = 16 / sizeof(T);
+  constexpr int kVecsPerRow = D / kVec;
+  const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
+  for (int i = lane; i < kWmmaTile * kVecsPerRow; i += kWarpSize) {
+    const int r = i / kVecsPerRow;
+    const int col = (i % kVecsPerRow) * kVec;
+    if (q_first + r >= tile.len) {
+      continue;
+    }
+    Vector<T, kVec> out;
+    for (int k = 0; k < kVec; ++k) {
+      out.v[k] = FromFloat<T>(acc[r * ld + col + k] * inv_sum[r]);
+    }
+    StoreVector<T, kVec>(args.context + (tile.first + q_first + r) * args.hidden +
+                             static_cast<int64_t>(tile.head) * D + col,
+                         out);
+  }
+}
+
+}  // namespace bytetx::cuda::fused_mha
