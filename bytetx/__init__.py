@@ -20,6 +20,9 @@ _LIBRARY_NAME = "libbytetx_ort.so"
 # Built where nvcc was found: every op for both the CPU and the CUDA execution providers.
 _CUDA_LIBRARY_ENV = "BYTETX_CUDA_LIBRARY"
 _CUDA_LIBRARY_NAME = "libbytetx_ort_cuda.so"
+# The C ABI over the kernels (plugins/capi/bytetx_capi.h), CUDA entry points where nvcc was found.
+_KERNELS_LIBRARY_ENV = "BYTETX_KERNELS_LIBRARY"
+_KERNELS_LIBRARY_NAME = "libbytetx_kernels.so"
 
 
 class LibraryNotFoundError(FileNotFoundError):
@@ -48,6 +51,12 @@ def ort_cuda_library_path() -> str:
     """Path of the library with the CUDA ops too (``BYTETX_CUDA_LIBRARY`` overrides it)."""
     return _library(_CUDA_LIBRARY_ENV, _CUDA_LIBRARY_NAME, "bytetx was built without CUDA; install the CUDA "
                     "toolkit (nvcc) and reinstall it with `pip install .`")
+
+
+def kernels_library_path() -> str:
+    """Path of the C ABI library that ``bytetx.torch`` calls (``BYTETX_KERNELS_LIBRARY`` overrides it)."""
+    return _library(_KERNELS_LIBRARY_ENV, _KERNELS_LIBRARY_NAME, "bytetx was installed without its kernel "
+                    "library; reinstall it with `pip install .` from the source tree")
 
 
 def session_options(options: Any | None = None, cuda: bool = False) -> Any:

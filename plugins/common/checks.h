@@ -9,14 +9,16 @@
 namespace bytetx {
 
 // Result of an operation: ok, or an error with a human-readable message. Invalid means the caller's
-// input broke a rule; Internal means the operation itself could not complete (e.g. out of memory).
+// input broke a rule; Internal means the operation itself could not complete (e.g. out of memory);
+// Unavailable means this build lacks what was asked for (a device).
 class Status {
  public:
-  enum class Code { kOk, kInvalid, kInternal };
+  enum class Code { kOk, kInvalid, kInternal, kUnavailable };
 
   static Status Ok() { return Status(Code::kOk, {}); }
   static Status Invalid(std::string message) { return Status(Code::kInvalid, std::move(message)); }
   static Status Internal(std::string message) { return Status(Code::kInternal, std::move(message)); }
+  static Status Unavailable(std::string message) { return Status(Code::kUnavailable, std::move(message)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

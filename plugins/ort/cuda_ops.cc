@@ -7,9 +7,7 @@
 #include "common/packed_layout.h"
 #include "common/rebuild_padding_contract.h"
 #include "common/remove_padding_contract.h"
-#include "kernels/fused_mha/fused_mha.h"
-#include "kernels/rebuild_padding/rebuild_padding.h"
-#include "kernels/remove_padding/remove_padding.h"
+#include "kernels/contract_launch.h"
 #include "ort/cuda_utils.h"
 #include "ort/kernel_utils.h"
 
@@ -48,26 +46,17 @@ Status ComputeRemovePadding(OrtKernelContext* context) {
     bits = MaskBits(call.Data<int32_t>(Contract::kAttentionMask), num_slots);
   }
 
-  cuda::RemovePaddingParams params;
-  params.dtype = KernelType(call.desc(Contract::kInput));
-  params.input = call.RawData(Contract::kInput);
-  params.mask_type = cuda::MaskType::kBits;
-  params.batch = dims.batch;
-  params.seq_len = dims.seq_len;
-  params.hidden = dims.hidden;
-  params.packed_rows = num_tokens;
-  params.packed = call.RawOutput(0, {num_tokens, dims.hidden});
-  params.cu_seqlens = call.Output<int32_t>(1, {dims.batch + 1});
-  params.token_offset = call.Output<int32_t>(2, {dims.batch, dims.seq_len});
-
+  void* packed = call.RawOutput(0, {num_tokens, dims.hidden});
+  int32_t* cu_seqlens = call.Output<int32_t>(1, {dims.batch + 1});
+  int32_t* token_offset = call.Output<int32_t>(2, {dims.batch, dims.seq_len});
   const cudaStream_t stream = ComputeStream(context);
   const ScratchBuffer mask_words(context, call.MemoryInfo(Contract::kInput), bits.size() * sizeof(uint32_t));
-  params.attention_mask = mask_words.data();
   BYTETX_RETURN_IF_ERROR(CudaStatus(
       cuda::UploadMaskBits(bits.data(), num_slots, static_cast<uint32_t*>(mask_words.data()), stream),
       "uploading the attention mask"));
-  return CheckedLaunch(cuda::CheckRemovePaddingParams, cuda::LaunchRemovePadding, params, stream,
-                       "launching the RemovePadding kernels");
+  return cuda::RunRemovePadding(dims, KernelType(call.desc(Contract::kInput)), call.RawData(Contract::kInput),
+                                mask_words.data(), cuda::MaskType::kBits, num_tokens, packed, cu_seqlens,
+                                token_offset, stream);
 }
 
 Status ComputeFusedMHA(OrtKernelContext* context, const contract::FusedMHA::Attributes& attributes) {
@@ -76,20 +65,9 @@ Status ComputeFusedMHA(OrtKernelContext* context, const contract::FusedMHA::Attr
   BYTETX_RETURN_IF_ERROR(call.Validate(Backend::kCuda, attributes));
   const Contract::Dims& dims = call.dims();
 
-  cuda::FusedMHAParams params;
-  params.dtype = KernelType(call.desc(Contract::kQkv));
-  params.qkv = call.RawData(Contract::kQkv);
-  params.qkv_bias = call.RawData(Contract::kQkvBias);
-  params.cu_seqlens = call.Data<int32_t>(Contract::kCuSeqlens);
-  params.batch = dims.batch;
-  params.seq_len = dims.seq_len;
-  params.num_tokens = dims.num_tokens;
-  params.num_heads = attributes.num_heads;
-  params.head_size = dims.head_size;
-  params.scale = Contract::Scale(attributes, dims.head_size);
-  params.context = call.RawOutput(0, {dims.num_tokens, dims.hidden});
-  return CheckedLaunch(cuda::CheckFusedMHAParams, cuda::LaunchFusedMHA, params, ComputeStream(context),
-                       "launching the FusedMHA kernel");
+  return cuda::RunFusedMHA(dims, attributes, KernelType(call.desc(Contract::kQkv)), call.RawData(Contract::kQkv),
+                           call.RawData(Contract::kQkvBias), call.Data<int32_t>(Contract::kCuSeqlens),
+                           call.RawOutput(0, {dims.num_tokens, dims.hidden}), ComputeStream(context));
 }
 
 Status ComputeRebuildPadding(OrtKernelContext* context) {
@@ -98,17 +76,9 @@ Status ComputeRebuildPadding(OrtKernelContext* context) {
   BYTETX_RETURN_IF_ERROR(call.Validate(Backend::kCuda));
   const Contract::Dims& dims = call.dims();
 
-  cuda::RebuildPaddingParams params;
-  params.dtype = KernelType(call.desc(Contract::kPacked));
-  params.packed = call.RawData(Contract::kPacked);
-  params.token_offset = call.Data<int32_t>(Contract::kTokenOffset);
-  params.num_tokens = dims.num_tokens;
-  params.batch = dims.batch;
-  params.seq_len = dims.seq_len;
-  params.hidden = dims.hidden;
-  params.output = call.RawOutput(0, {dims.batch, dims.seq_len, dims.hidden});
-  return CheckedLaunch(cuda::CheckRebuildPaddingParams, cuda::LaunchRebuildPadding, params, ComputeStream(context),
-                       "launching the RebuildPadding kernel");
+  return cuda::RunRebuildPadding(dims, KernelType(call.desc(Contract::kPacked)), call.RawData(Contract::kPacked),
+                                 call.Data<int32_t>(Contract::kTokenOffset),
+                                 call.RawOutput(0, {dims.batch, dims.seq_len, dims.hidden}), ComputeStream(context));
 }
 
 constexpr const char* kCudaExecutionProvider = "CUDAExecutionProvider";

@@ -82,8 +82,13 @@ def _compiler_id() -> str:
     return subprocess.run([compiler(), "--version"], capture_output=True, text=True, check=True).stdout
 
 
+def kernel_sources(plugins: Path) -> list[Path]:
+    """The CUDA kernels' translation units: the .cu files and the host glue beside them."""
+    return sorted((plugins / "kernels").rglob("*.cu")) + sorted((plugins / "kernels").rglob("*.cc"))
+
+
 def _sources(plugins: Path) -> list[Path]:
-    kernels = sorted((plugins / "kernels").rglob("*.cu"))
+    kernels = kernel_sources(plugins)
     cpu = sorted((plugins / "cpu").glob("*.cc"))
     return kernels + cpu + [EMULATION / "runtime.cc", EMULATION / "driver.cc", EMULATION / "samples.cu"]
 

@@ -124,7 +124,7 @@ def build(include: Path) -> tuple[Path, Path]:
         out.mkdir(exist_ok=True)
         flags = _flags(include)
         cache = harness._ObjectCache(work, PLUGINS)
-        kernel_sources = [*sorted((PLUGINS / "kernels").rglob("*.cu")), harness.EMULATION / "runtime.cc"]
+        kernel_sources = [*harness.kernel_sources(PLUGINS), harness.EMULATION / "runtime.cc"]
         own_sources = [*sorted((PLUGINS / "trt").rglob("*.cc")), HOST / "trt_host.cc"]
 
         def own_object(source: Path) -> Path:

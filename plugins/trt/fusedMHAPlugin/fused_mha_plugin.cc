@@ -4,8 +4,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/cuda_status.h"
-#include "kernels/fused_mha/fused_mha.h"
+#include "kernels/contract_launch.h"
 
 namespace bytetx::trt {
 namespace {
@@ -30,19 +29,10 @@ Status FusedMHAPlugin::OutputShapes(const nvinfer1::DimsExprs* inputs, nvinfer1:
 
 Status FusedMHAPlugin::Launch(const Dims& dims, const contract::TensorDesc* inputs, const void* const* input_data,
                               void* const* output_data, cudaStream_t stream) const {
-  cuda::FusedMHAParams params;
-  params.dtype = *contract::ToKernelDataType(inputs[Contract::kQkv].type);
-  params.qkv = input_data[Contract::kQkv];
-  params.qkv_bias = input_data[Contract::kQkvBias];
-  params.cu_seqlens = static_cast<const int32_t*>(input_data[Contract::kCuSeqlens]);
-  params.batch = dims.batch;
-  params.seq_len = dims.seq_len;
-  params.num_tokens = dims.num_tokens;  // exact: TensorRT sized 'qkv' by the num_tokens size tensor
-  params.num_heads = attributes_.num_heads;
-  params.head_size = dims.head_size;
-  params.scale = Contract::Scale(attributes_, dims.head_size);
-  params.context = output_data[0];
-  return CheckedLaunch(cuda::CheckFusedMHAParams, cuda::LaunchFusedMHA, params, stream, "launching the FusedMHA kernel");
+  // T exact: TensorRT sized 'qkv' by RemovePadding's num_tokens size tensor.
+  return cuda::RunFusedMHA(dims, attributes_, *contract::ToKernelDataType(inputs[Contract::kQkv].type),
+                           input_data[Contract::kQkv], input_data[Contract::kQkvBias],
+                           static_cast<const int32_t*>(input_data[Contract::kCuSeqlens]), output_data[0], stream);
 }
 
 const nvinfer1::PluginFieldCollection* FusedMHAPlugin::getFieldsToSerialize() noexcept {

@@ -1,7 +1,6 @@
 #include "trt/rebuildPaddingPlugin/rebuild_padding_plugin.h"
 
-#include "common/cuda_status.h"
-#include "kernels/rebuild_padding/rebuild_padding.h"
+#include "kernels/contract_launch.h"
 
 namespace bytetx::trt {
 
@@ -18,17 +17,10 @@ Status RebuildPaddingPlugin::OutputShapes(const nvinfer1::DimsExprs* inputs, nvi
 Status RebuildPaddingPlugin::Launch(const Dims& dims, const contract::TensorDesc* inputs,
                                     const void* const* input_data, void* const* output_data,
                                     cudaStream_t stream) const {
-  cuda::RebuildPaddingParams params;
-  params.dtype = *contract::ToKernelDataType(inputs[Contract::kPacked].type);
-  params.packed = input_data[Contract::kPacked];
-  params.token_offset = static_cast<const int32_t*>(input_data[Contract::kTokenOffset]);
-  params.num_tokens = dims.num_tokens;  // exact: TensorRT sized 'packed' by RemovePadding's num_tokens
-  params.batch = dims.batch;
-  params.seq_len = dims.seq_len;
-  params.hidden = dims.hidden;
-  params.output = output_data[0];
-  return CheckedLaunch(cuda::CheckRebuildPaddingParams, cuda::LaunchRebuildPadding, params, stream,
-                       "launching the RebuildPadding kernel");
+  // T exact: TensorRT sized 'packed' by RemovePadding's num_tokens size tensor.
+  return cuda::RunRebuildPadding(dims, *contract::ToKernelDataType(inputs[Contract::kPacked].type),
+                                 input_data[Contract::kPacked], static_cast<const int32_t*>(input_data[Contract::kTokenOffset]),
+                                 output_data[0], stream);
 }
 
 }  // namespace bytetx::trt

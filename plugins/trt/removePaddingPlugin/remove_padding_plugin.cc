@@ -1,7 +1,7 @@
 #include "trt/removePaddingPlugin/remove_padding_plugin.h"
 
 #include "common/cuda_status.h"
-#include "kernels/remove_padding/remove_padding.h"
+#include "kernels/contract_launch.h"
 
 namespace bytetx::trt {
 namespace {
@@ -59,25 +59,19 @@ Status RemovePaddingPlugin::OutputShapes(const nvinfer1::DimsExprs* inputs, nvin
 Status RemovePaddingPlugin::Launch(const Dims& dims, const contract::TensorDesc* inputs,
                                    const void* const* input_data, void* const* output_data,
                                    cudaStream_t stream) const {
-  cuda::RemovePaddingParams params;
-  params.dtype = *contract::ToKernelDataType(inputs[Contract::kInput].type);
-  params.input = input_data[Contract::kInput];
-  params.attention_mask = input_data[Contract::kAttentionMask];
-  params.mask_type = inputs[Contract::kAttentionMask].type == contract::ElementType::kInt32 ? cuda::MaskType::kInt32
-                                                                                          : cuda::MaskType::kInt64;
-  params.batch = dims.batch;
-  params.seq_len = dims.seq_len;
-  params.hidden = dims.hidden;
+  const cuda::MaskType mask_type = inputs[Contract::kAttentionMask].type == contract::ElementType::kInt32
+                                       ? cuda::MaskType::kInt32
+                                       : cuda::MaskType::kInt64;
+  auto* cu_seqlens = static_cast<int32_t*>(output_data[Contract::kCuSeqlens - kNumInputs]);
   // TensorRT allocated `packed` for the declared bound B * S, and T is only known on the device: the
   // kernels write T rows of tokens and zeros up to the bound; TensorRT then reads num_tokens and runs
   // every later layer on T rows.
-  params.packed_rows = dims.batch * dims.seq_len;
-  params.packed = output_data[Contract::kPacked - kNumInputs];
-  params.cu_seqlens = static_cast<int32_t*>(output_data[Contract::kCuSeqlens - kNumInputs]);
-  params.token_offset = static_cast<int32_t*>(output_data[Contract::kTokenOffset - kNumInputs]);
-  BYTETX_RETURN_IF_ERROR(CheckedLaunch(cuda::CheckRemovePaddingParams, cuda::LaunchRemovePadding, params, stream,
-                                       "launching the RemovePadding kernels"));
-  return WriteNumTokens(params.cu_seqlens + dims.batch, static_cast<int64_t*>(output_data[kNumTokensOutput]), stream);
+  BYTETX_RETURN_IF_ERROR(cuda::RunRemovePadding(
+      dims, *contract::ToKernelDataType(inputs[Contract::kInput].type), input_data[Contract::kInput],
+      input_data[Contract::kAttentionMask], mask_type, dims.batch * dims.seq_len,
+      output_data[Contract::kPacked - kNumInputs], cu_seqlens,
+      static_cast<int32_t*>(output_data[Contract::kTokenOffset - kNumInputs]), stream));
+  return WriteNumTokens(cu_seqlens + dims.batch, static_cast<int64_t*>(output_data[kNumTokensOutput]), stream);
 }
 
 }  // namespace bytetx::trt
