@@ -10,10 +10,19 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-__version__ = "0.1.0"
+from .ops import DOMAIN as OP_DOMAIN
+from .ops import OP_SET_VERSION
 
-OP_DOMAIN = "com.bytetx"
-OP_SET_VERSION = 1
+__version__ = "0.1.0"
+__all__ = [
+    "OP_DOMAIN",
+    "OP_SET_VERSION",
+    "InferenceSession",
+    "LibraryNotFoundError",
+    "ort_cuda_library_path",
+    "ort_library_path",
+    "session_options",
+]
 
 _LIBRARY_ENV = "BYTETX_ORT_LIBRARY"
 _LIBRARY_NAME = "libbytetx_ort.so"

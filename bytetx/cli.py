@@ -146,8 +146,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         save_onnx_atomic,
         to_float16,
     )
-    from bytetx.exporter.tensorrt import to_tensorrt
-    from bytetx.graph_rewrite import rewrite_padding_free
+    from bytetx.graph_rewrite import rewrite_padding_free, to_tensorrt
 
     if args.precision == "fp16" and args.target == "ort-cpu":
         raise ExportError("--precision fp16 needs --target ort-cuda or tensorrt: the CPU ops compute in float32")
@@ -193,9 +192,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             console.print("converted to float16 (inputs and outputs keep their types; statistics stay float32); "
                           f"the float32 rewrite was verified, the float16 model runs {runs_on}")
         if args.target == "tensorrt":
-            rewritten = to_tensorrt(rewritten)
-            console.print("TensorRT flavour: plugin_version/plugin_namespace on every bytetx node, "
-                          "RemovePadding's num_tokens size tensor added")
+            rewritten, report = to_tensorrt(rewritten)
+            console.print(str(report), highlight=False)
 
         status.update(f"writing {output}")
         save_onnx_atomic(rewritten, output)

@@ -7,11 +7,11 @@ import logging
 import onnx
 import onnx_graphsurgeon as gs
 
-from .base import BYTETX_DOMAIN, PassReport, RewriteError
+from bytetx import ops
+
+from .base import PassReport, RewriteError
 from .fuse_attention import FuseAttention
 from .pack_tokens import PackTokens
-
-_OP_SET_VERSION = 1
 
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -62,7 +62,7 @@ def rewrite_padding_free(
     unchanged (every pass reports 0 changes). Raises RewriteError when the graph is not a
     BERT-family encoder, naming the block and node where matching stopped.
     """
-    if any(n.domain == BYTETX_DOMAIN for n in model.graph.node):
+    if any(n.domain == ops.DOMAIN for n in model.graph.node):
         return model, [PassReport(FuseAttention.name), PassReport(PackTokens.name)]
     if not any(n.op_type == "Softmax" for n in model.graph.node):
         raise RewriteError(
@@ -79,7 +79,7 @@ def rewrite_padding_free(
     _set_opset(rewritten)
     # ONNX cannot infer through the bytetx ops: keep the types and shapes the passes gave their
     # outputs, and infer the rest anew from them.
-    custom_outputs = {name for node in rewritten.graph.node if node.domain == BYTETX_DOMAIN for name in node.output}
+    custom_outputs = {name for node in rewritten.graph.node if node.domain == ops.DOMAIN for name in node.output}
     kept = [info for info in rewritten.graph.value_info if info.name in custom_outputs]
     del rewritten.graph.value_info[:]
     rewritten.graph.value_info.extend(kept)
@@ -108,7 +108,7 @@ def _fold_constants(graph: gs.Graph) -> gs.Graph:
 
 def _set_opset(model: onnx.ModelProto) -> None:
     for opset in model.opset_import:
-        if opset.domain == BYTETX_DOMAIN:
-            opset.version = _OP_SET_VERSION
+        if opset.domain == ops.DOMAIN:
+            opset.version = ops.OP_SET_VERSION
             return
-    model.opset_import.append(onnx.helper.make_opsetid(BYTETX_DOMAIN, _OP_SET_VERSION))
+    model.opset_import.append(onnx.helper.make_opsetid(ops.DOMAIN, ops.OP_SET_VERSION))
