@@ -13,6 +13,8 @@ from typing import Literal
 
 import onnx
 
+from bytetx import library_locations
+
 from .hf_export import ExportError
 
 LIBRARY_ENV = "BYTETX_TRT_LIBRARY"
@@ -118,10 +120,12 @@ def format_command(command: Sequence[str]) -> str:
 
 
 def plugin_library_path() -> Path:
-    """Where libbytetx_trt.so is: ``BYTETX_TRT_LIBRARY`` if set, else beside the installed ONNX Runtime
-    libraries (bytetx/lib/). The library is built only where TensorRT's headers and CUDA were found,
-    so the path may not exist on this machine."""
+    """Where libbytetx_trt.so is: ``BYTETX_TRT_LIBRARY`` if set, else the first of
+    :func:`bytetx.library_locations` that holds it (beside the ONNX Runtime libraries), else the first
+    of them. The library is built only where TensorRT's headers and CUDA were found, so the path may
+    not exist on this machine."""
     override = os.environ.get(LIBRARY_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1] / "lib" / LIBRARY_NAME
+    locations = library_locations(LIBRARY_NAME)
+    return next((path for path in locations if path.is_file()), locations[0])
