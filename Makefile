@@ -15,7 +15,7 @@ $(VENV)/.bytetx-installed: $(SOURCES)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
 	scripts/fetch_ort_headers.sh
-	$(PY) -m pip install --quiet ".[test]"
+	$(PY) -m pip install --quiet ".[test,serve]"
 	touch $@
 
 demo: setup
