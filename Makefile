@@ -14,8 +14,7 @@ $(VENV)/.bytetx-installed: $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
-	scripts/fetch_ort_headers.sh
-	$(PY) -m pip install --quiet ".[test]"
+	$(PY) -m pip install --quiet ".[test,serve]"
 	touch $@
 
 demo: setup

@@ -7,7 +7,8 @@ It needs an NVIDIA GPU, onnxruntime-gpu and bytetx built with CUDA; the TensorRT
 10 or newer (its Python package) and libbytetx_trt.so. Runners whose requirements are missing are
 left out and the report says why. Like the CPU benchmark it measures the GEMM peak (float16 here) in
 the same run, reports each model's max |diff| against float32 PyTorch on valid tokens, and writes
-JSON, a markdown table and a speedup plot. It reports; it never asserts.
+JSON, a markdown table and a speedup plot. It reports; it never asserts. With --models-only it writes
+the ONNX model of every ONNX Runtime and TensorRT runner instead, which needs no GPU.
 
     python benchmarks/gpu_benchmark.py --quick
 
@@ -17,71 +18,41 @@ See benchmarks/README.md for what is measured and how.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
 import logging
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import harness
 import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-# Workloads, FLOP count, timing and the model sources are the CPU benchmark's, so that both measure
-# the same batches the same way.
-from cpu_benchmark import (
-    DISTRIBUTIONS,
-    Batch,
-    Kind,
-    ModelDims,
-    Timing,
-    TimingPolicy,
-    Workload,
-    encoder_flops,
-    format_duration,
-    have_matplotlib,
-    integers,
-    measure,
-    minilm_dir,
-    names,
-    workload_record,
-    write_report_files,
-)
+if TYPE_CHECKING:
+    from bytetx.graph_rewrite import AttentionSite
 
-DEFAULT_OUTPUT_DIR = Path(__file__).resolve().parent / "results"
 RESULT_STEM = "gpu_benchmark"
-QUICK_TIMING = TimingPolicy(warmup_s=0.3, budget_s=0.3, min_repeats=10, max_repeats=100)
-FULL_TIMING = TimingPolicy(warmup_s=1.0, budget_s=1.0, min_repeats=20, max_repeats=500)
+QUICK_TIMING = harness.TimingPolicy(warmup_s=0.3, budget_s=0.3, min_repeats=10, max_repeats=100)
+FULL_TIMING = harness.TimingPolicy(warmup_s=1.0, budget_s=1.0, min_repeats=20, max_repeats=500)
 TORCH_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
-
-Run = Callable[[], object]
 
 
 # --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------
 
-def bert_base_dir(workdir: Path) -> Path:
-    """BERT-base (12 layers, H 768, 12 heads, I 3072) with random weights (seed 0) and 1024 positions,
-    as in the paper's longest setting; speed does not depend on the weights' values."""
-    from transformers import BertConfig, BertModel
-
-    directory = workdir / "bert-base-1024-random"
-    torch.manual_seed(0)
-    BertModel(BertConfig(max_position_embeddings=1024)).save_pretrained(directory)
-    return directory
-
-
-MODELS: dict[str, Callable[[Path], Path]] = {"bert-base": bert_base_dir, "minilm-l6": minilm_dir}
+# BERT-base with 1024 positions, as in the paper's longest setting.
+MODELS: dict[str, Callable[[Path], Path]] = {
+    "bert-base": partial(harness.bert_base_dir, max_positions=1024),
+    "minilm-l6": harness.minilm_dir,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,31 +60,31 @@ MODELS: dict[str, Callable[[Path], Path]] = {"bert-base": bert_base_dir, "minilm
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Runner:
-    name: str
-    kind: Kind
-    description: str
+class GpuRunner(harness.Runner):
     needs_tensorrt: bool = False
 
 
-RUNNERS: dict[str, Runner] = {
+RUNNERS: dict[str, GpuRunner] = {
     runner.name: runner
     for runner in (
-        Runner("torch-sdpa", "padded", "PyTorch, SDPA attention, padded batch"),
-        Runner("ort-fused", "padded",
-               "ONNX Runtime CUDA, optimize_model(use_gpu=True) (Attention, SkipLayerNormalization, BiasGelu "
-               "fused), padded batch"),
-        Runner("ort-packed", "unpadded",
-               "ONNX Runtime CUDA, ort-fused through convert_to_packing_mode (RemovePadding, PackedAttention, "
-               "RestorePadding)"),
-        Runner("trt-padded", "padded", "TensorRT engine of the plain export, padded batch", True),
-        Runner("trt-native-packed", "unpadded",
-               "TensorRT engine of bytetx's packed graph with every FusedMHA replaced by TensorRT's IAttention "
-               "on packed tokens (PACKED_NHD, query lengths = cu_seqlens)", True),
-        Runner("bytetx-ort-cuda", "ours", "ONNX Runtime CUDA with libbytetx_ort_cuda.so, the bytetx model"),
-        Runner("bytetx-trt", "ours", "TensorRT engine of bytetx's TensorRT flavour with libbytetx_trt.so", True),
+        GpuRunner("torch-sdpa", "padded", "PyTorch, SDPA attention, padded batch"),
+        GpuRunner("ort-fused", "padded",
+                  "ONNX Runtime CUDA, optimize_model(use_gpu=True) (Attention, SkipLayerNormalization, "
+                  "BiasGelu fused), padded batch"),
+        GpuRunner("ort-packed", "unpadded",
+                  "ONNX Runtime CUDA, ort-fused through convert_to_packing_mode (RemovePadding, "
+                  "PackedAttention, RestorePadding)"),
+        GpuRunner("trt-padded", "padded", "TensorRT engine of the plain export, padded batch", True),
+        GpuRunner("trt-native-packed", "unpadded",
+                  "TensorRT engine of bytetx's packed graph with every FusedMHA replaced by TensorRT's "
+                  "IAttention on packed tokens (PACKED_NHD, query lengths = cu_seqlens)", True),
+        GpuRunner("bytetx-ort-cuda", "ours", "ONNX Runtime CUDA with libbytetx_ort_cuda.so, the bytetx model"),
+        GpuRunner("bytetx-trt", "ours", "TensorRT engine of bytetx's TensorRT flavour with libbytetx_trt.so",
+                  True),
     )
 }
+# The runners whose model is ONNX (written by --models-only).
+ONNX_RUNNERS = ("ort-fused", "ort-packed", "bytetx-ort-cuda", "trt-padded", "bytetx-trt", "trt-native-packed")
 
 
 @dataclass
@@ -121,12 +92,12 @@ class Prepared:
     """A runner ready for one batch: ``run`` computes on the GPU and synchronizes; ``hidden`` returns
     the last ``run``'s last_hidden_state as float32 [B, S, H] on the host."""
 
-    run: Run
+    run: harness.Run
     hidden: Callable[[], np.ndarray]
     keep_alive: tuple[object, ...] = ()  # device buffers the run reads
 
 
-def synchronized(call: Callable[[], object]) -> Run:
+def synchronized(call: Callable[[], object]) -> harness.Run:
     def run() -> object:
         result = call()
         torch.cuda.synchronize()  # device-wide: covers ONNX Runtime's and TensorRT's streams too
@@ -168,7 +139,8 @@ class TrtEngine:
 
     def __init__(self, trt: Any, serialized: bytes, logger: Any) -> None:
         self.trt = trt
-        self.engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
+        self.runtime = trt.Runtime(logger)  # kept alive as long as its engine
+        self.engine = self.runtime.deserialize_cuda_engine(serialized)
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -241,22 +213,12 @@ class Requirements:
 @dataclass
 class ModelUnderTest:
     name: str
-    dims: ModelDims
-    input_names: tuple[str, ...]
-    vocab_size: int
-    pad_token_id: int
-    type_vocab_size: int
+    dims: harness.ModelDims
+    inputs: harness.ModelInputs
     max_positions: int
     reference: torch.nn.Module  # float32 PyTorch on the GPU: what every runner is compared with
     prepare: dict[str, Callable[[dict[str, np.ndarray]], Prepared]]
     notes: dict[str, Any]
-
-    def batch(self, lengths: np.ndarray) -> Batch:
-        from bytetx.exporter.verify import make_feeds, ragged_mask
-
-        mask = ragged_mask(lengths, int(lengths.max()))
-        feeds = make_feeds(self.input_names, mask, self.vocab_size, self.pad_token_id, self.type_vocab_size)
-        return Batch(lengths, mask, feeds)
 
 
 @dataclass(frozen=True)
@@ -279,7 +241,7 @@ def cuda_session(model: bytes, with_bytetx: bool = False) -> ort.InferenceSessio
     return ort.InferenceSession(model, options, providers=providers)
 
 
-def ort_fused_models(plain: onnx.ModelProto, dims: ModelDims, precision: str, workdir: Path
+def ort_fused_models(plain: onnx.ModelProto, dims: harness.ModelDims, precision: str, workdir: Path
                      ) -> tuple[bytes, bytes, dict[str, int]]:
     """ONNX Runtime's fused model for the GPU and its packing-mode conversion (both in ``precision``),
     and the fused op counts of each."""
@@ -310,86 +272,25 @@ def trt_logger(trt: Any) -> Any:
     return trt.Logger(trt.Logger.ERROR)
 
 
-def build_trt_engine(model: onnx.ModelProto, settings: BuildSettings, input_names: Sequence[str],
-                     edit_network: Callable[[Any], None] | None = None) -> TrtEngine:
-    """Parse ``model`` with TensorRT's ONNX parser (bytetx's plugins loaded), optionally edit the
-    network, and build an engine for batch 1..max_batch and length 1..max_length."""
-    trt = settings.trt
-    logger = trt_logger(trt)
-    builder = trt.Builder(logger)
-    builder.get_plugin_registry().load_library(str(settings.trt_library))
-    flags = 0
-    if int(trt.__version__.split(".")[0]) == 10:  # TensorRT 11 networks are always strongly typed
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(model.SerializeToString()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT's ONNX parser failed: {errors}")
-    if edit_network is not None:
-        edit_network(network)
-    config = builder.create_builder_config()
-    config.clear_flag(trt.BuilderFlag.TF32)  # float32 runs compute in float32, as on the other back ends
-    profile = builder.create_optimization_profile()
-    for name in input_names:
-        profile.set_shape(name, (1, 1), (settings.max_batch, settings.max_length),
-                          (settings.max_batch, settings.max_length))
-    config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise RuntimeError("TensorRT could not build the engine")
-    return TrtEngine(trt, bytes(serialized), logger)
+def trt_engine(model: onnx.ModelProto, settings: BuildSettings,
+               edit_network: Callable[[Any], None] | None = None) -> TrtEngine:
+    """The engine of ``model`` (bytetx's plugins loaded) for batch 1..max_batch and length 1..max_length,
+    tuned for the largest, TF32 off."""
+    from bytetx.exporter.tensorrt import ShapeProfile
 
+    from bytetx.tensorrt import build_engine
 
-@dataclass(frozen=True)
-class AttentionSite:
-    """Where a FusedMHA was, by tensor name: its biased packed QKV [T, 3H], cu_seqlens, and the
-    placeholder standing in for its context output [T, H]."""
-
-    qkv: str
-    cu_seqlens: str
-    context: str
-    heads: int
-    scale: float
-
-
-def without_fused_mha(flavour: onnx.ModelProto) -> tuple[onnx.ModelProto, list[AttentionSite]]:
-    """The TensorRT flavour with each FusedMHA replaced by ``Add(qkv, qkv_bias)`` and a placeholder
-    ``Slice`` of the first H columns under the context's name, for :func:`native_packed_attention` to
-    replace in the network (the unused placeholder is then dead and removed by the builder)."""
-    model = onnx.ModelProto()
-    model.CopyFrom(flavour)
-    graph = model.graph
-    sites, nodes = [], []
-    for node in graph.node:
-        if node.op_type != "FusedMHA":
-            nodes.append(node)
-            continue
-        qkv, bias, cu_seqlens = node.input[:3]
-        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        biased = f"{node.name}/native/qkv_biased"
-        bounds = [f"{node.name}/native/{what}" for what in ("starts", "ends", "axes")]
-        bias_values = [i for i in graph.initializer if i.name == bias]
-        if not bias_values:
-            raise RuntimeError(f"{node.name}: qkv_bias is not an initializer; cannot size the attention")
-        width = onnx.numpy_helper.to_array(bias_values[0]).shape[0] // 3
-        for name, value in zip(bounds, (0, width, 1), strict=True):
-            graph.initializer.append(onnx.numpy_helper.from_array(np.array([value], dtype=np.int64), name))
-        nodes.append(onnx.helper.make_node("Add", [qkv, bias], [biased], name=f"{node.name}/native/bias"))
-        nodes.append(onnx.helper.make_node("Slice", [biased, *bounds], [node.output[0]],
-                                           name=f"{node.name}/native/placeholder"))
-        head_size = width // attributes["num_heads"]
-        sites.append(AttentionSite(biased, cu_seqlens, node.output[0], attributes["num_heads"],
-                                   attributes.get("scale", head_size ** -0.5)))
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return model, sites
+    largest = (settings.max_batch, settings.max_length)
+    logger = trt_logger(settings.trt)
+    serialized = build_engine(model, settings.trt_library, ShapeProfile((1, 1), largest, largest),
+                              logger=logger, edit_network=edit_network)
+    return TrtEngine(settings.trt, serialized, logger)
 
 
 def native_packed_attention(sites: Sequence[AttentionSite]) -> Callable[[Any], None]:
-    """A network edit: each site's placeholder is replaced by TensorRT's own attention on the packed
-    QKV: [T, 3H] viewed as [3, T, heads, d], Q scaled, IAttention with query and key-value form
-    PACKED_NHD and lengths cu_seqlens, then back to [T, H]."""
+    """A network edit: each site's placeholder (bytetx.graph_rewrite.without_fused_mha) is replaced by
+    TensorRT's own attention on the packed QKV: [T, 3H] viewed as [3, T, heads, d], Q scaled,
+    IAttention with query and key-value form PACKED_NHD and lengths cu_seqlens, then back to [T, H]."""
 
     def edit(network: Any) -> None:
         import tensorrt as trt
@@ -436,89 +337,112 @@ def replace_uses(network: Any, old: Any, new: Any) -> None:
                 layer.set_input(j, new)
 
 
+def onnx_models(
+    name: str, loaded: Any, runners: Sequence[str], precision: str, workdir: Path, report: Callable[[str], None]
+) -> tuple[dict[str, onnx.ModelProto], list[AttentionSite], dict[str, int]]:
+    """The ONNX model of each ONNX Runtime and TensorRT runner among ``runners`` in ``precision`` (for
+    model ``name``, ``loaded``), the attention sites of trt-native-packed's model, and ONNX Runtime's
+    fused op counts."""
+    from bytetx.exporter import export_to_onnx, to_float16
+    from bytetx.graph_rewrite import rewrite_padding_free, to_tensorrt, without_fused_mha
+
+    wanted = set(runners)
+    plain = export_to_onnx(loaded)
+    rewritten, _ = rewrite_padding_free(plain)
+    in_precision = to_float16 if precision == "fp16" else (lambda model: model)
+    models: dict[str, onnx.ModelProto] = {}
+    sites: list[AttentionSite] = []
+    fused_ops: dict[str, int] = {}
+    if {"ort-fused", "ort-packed"} & wanted:
+        report(f"{name}: onnxruntime.transformers optimize_model and convert_to_packing_mode")
+        dims = harness.ModelDims.of(loaded.config)
+        fused, packed, fused_ops = ort_fused_models(plain, dims, precision, workdir)
+        models["ort-fused"] = onnx.load_from_string(fused)
+        models["ort-packed"] = onnx.load_from_string(packed)
+    if {"bytetx-ort-cuda", "bytetx-trt", "trt-native-packed"} & wanted:
+        models["bytetx-ort-cuda"] = in_precision(rewritten)
+    if "trt-padded" in wanted:
+        models["trt-padded"] = in_precision(plain)
+    if {"bytetx-trt", "trt-native-packed"} & wanted:
+        models["bytetx-trt"], _ = to_tensorrt(models["bytetx-ort-cuda"])
+    if "trt-native-packed" in wanted:
+        models["trt-native-packed"], sites = without_fused_mha(models["bytetx-trt"])
+    return {name: model for name, model in models.items() if name in wanted}, sites, fused_ops
+
+
 def prepare_model(name: str, runners: Sequence[str], settings: BuildSettings, workdir: Path,
                   report: Callable[[str], None]) -> ModelUnderTest:
     """Export and rewrite the model once; build what each runner needs."""
-    from bytetx.exporter import export_to_onnx, load_hf_model, to_float16
-    from bytetx.exporter.tensorrt import profile_inputs, to_tensorrt
-    from bytetx.graph_rewrite import rewrite_padding_free
+    from bytetx.exporter import load_hf_model
 
     report(f"{name}: loading and exporting")
     model_dir = MODELS[name](workdir)
     loaded = load_hf_model(model_dir, "eager")
     config: Any = loaded.config
-    dims = ModelDims.of(config)
-    plain = export_to_onnx(loaded)
-    rewritten, _ = rewrite_padding_free(plain)
-    in_precision = to_float16 if settings.precision == "fp16" else (lambda model: model)
-    dtype = TORCH_DTYPES[settings.precision]
+    dims = harness.ModelDims.of(config)
+    models, sites, fused_ops = onnx_models(name, loaded, runners, settings.precision, workdir, report)
     prepare: dict[str, Callable[[dict[str, np.ndarray]], Prepared]] = {}
     notes: dict[str, Any] = {**asdict(dims)}
+    if fused_ops:
+        notes["ort_fused_ops"] = fused_ops
 
     if "torch-sdpa" in runners:
-        sdpa = load_hf_model(model_dir, "sdpa").model.to("cuda", dtype=dtype).eval()
+        sdpa = load_hf_model(model_dir, "sdpa").model
+        sdpa = sdpa.to("cuda", dtype=TORCH_DTYPES[settings.precision]).eval()
         prepare["torch-sdpa"] = lambda feeds: torch_prepare(sdpa, feeds)
-    if {"ort-fused", "ort-packed"} & set(runners):
-        report(f"{name}: onnxruntime.transformers optimize_model and convert_to_packing_mode")
-        fused, packed, notes["ort_fused_ops"] = ort_fused_models(plain, dims, settings.precision, workdir)
-        sessions = {"ort-fused": fused, "ort-packed": packed}
-        for runner in ("ort-fused", "ort-packed"):
-            if runner in runners:
-                session = cuda_session(sessions[runner])
-                prepare[runner] = lambda feeds, s=session: ort_prepare(s, feeds)
-    if "bytetx-ort-cuda" in runners:
-        session = cuda_session(in_precision(rewritten).SerializeToString(), with_bytetx=True)
-        prepare["bytetx-ort-cuda"] = lambda feeds: ort_prepare(session, feeds)
-
-    inputs = profile_inputs(plain)
-    engines = {}
-    if "trt-padded" in runners:
-        report(f"{name}: building the padded TensorRT engine")
-        engines["trt-padded"] = build_trt_engine(in_precision(plain), settings, inputs)
-    flavour = to_tensorrt(in_precision(rewritten)) if {"bytetx-trt", "trt-native-packed"} & set(runners) else None
-    if "bytetx-trt" in runners:
-        report(f"{name}: building the bytetx TensorRT engine")
-        engines["bytetx-trt"] = build_trt_engine(flavour, settings, inputs)
-    if "trt-native-packed" in runners:
-        report(f"{name}: building the TensorRT engine with native packed attention")
-        placeholder_model, sites = without_fused_mha(flavour)
-        engines["trt-native-packed"] = build_trt_engine(placeholder_model, settings, inputs,
-                                                        native_packed_attention(sites))
-    for runner, engine in engines.items():
-        prepare[runner] = engine.prepare
+    for runner in ("ort-fused", "ort-packed", "bytetx-ort-cuda"):
+        if runner in models:
+            with_bytetx = runner == "bytetx-ort-cuda"
+            session = cuda_session(models[runner].SerializeToString(), with_bytetx=with_bytetx)
+            prepare[runner] = lambda feeds, s=session: ort_prepare(s, feeds)
+    for runner, what in (("trt-padded", "padded"), ("bytetx-trt", "bytetx"),
+                         ("trt-native-packed", "native packed attention")):
+        if runner in models:
+            report(f"{name}: building the {what} TensorRT engine")
+            edit = native_packed_attention(sites) if runner == "trt-native-packed" else None
+            prepare[runner] = trt_engine(models[runner], settings, edit).prepare
 
     reference = loaded.model.to("cuda", dtype=torch.float32).eval()
-    return ModelUnderTest(name, dims, loaded.input_names, config.vocab_size, loaded.pad_token_id,
-                          getattr(config, "type_vocab_size", 1), config.max_position_embeddings, reference,
-                          prepare, notes)
+    return ModelUnderTest(name, dims, harness.ModelInputs.of(loaded), config.max_position_embeddings,
+                          reference, prepare, notes)
+
+
+def write_models(names_: Sequence[str], runners: Sequence[str], precision: str, output_dir: Path,
+                 console: Console) -> None:
+    """--models-only: each model's ONNX model per runner as ``<model>.<runner>.<precision>.onnx``."""
+    from bytetx.exporter import load_hf_model, save_onnx_atomic
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names_:
+            loaded = load_hf_model(MODELS[name](Path(tmp)), "eager")
+            models, _, _ = onnx_models(name, loaded, runners, precision, Path(tmp), console.print)
+            for runner, model in models.items():
+                path = output_dir / f"{name}.{runner}.{precision}.onnx"
+                save_onnx_atomic(model, path)
+                console.print(f"wrote {path}")
 
 
 # --------------------------------------------------------------------------------------------
 # Measuring
 # --------------------------------------------------------------------------------------------
 
-def gemm_peak(precision: str, policy: TimingPolicy) -> list[dict[str, Any]]:
+def measure_gemm_peak(precision: str, policy: harness.TimingPolicy) -> list[dict[str, Any]]:
     """torch.matmul [T, H] x [H, 4H] in ``precision`` for H 768, 1024 and T 4096..32768: GFLOP/s."""
     torch.backends.cuda.matmul.allow_tf32 = False
     dtype = TORCH_DTYPES[precision]
-    rows = []
-    for hidden in (768, 1024):
-        for tokens in (4096, 8192, 16384, 32768):
-            a = torch.randn(tokens, hidden, device="cuda", dtype=dtype)
-            b = torch.randn(hidden, 4 * hidden, device="cuda", dtype=dtype)
-            timing = measure(synchronized(lambda a=a, b=b: torch.matmul(a, b)), policy)
-            rows.append({"m": tokens, "k": hidden, "n": 4 * hidden, "median_ms": timing.median_ms,
-                         "gflops": 2 * tokens * hidden * 4 * hidden / (timing.median_ms / 1e3) / 1e9})
-    return rows
+
+    def matmul_run(m: int, k: int, n: int) -> harness.Run:
+        a = torch.randn(m, k, device="cuda", dtype=dtype)
+        b = torch.randn(k, n, device="cuda", dtype=dtype)
+        return synchronized(lambda: torch.matmul(a, b))
+
+    shapes = [(tokens, hidden, 4 * hidden) for hidden in (768, 1024) for tokens in (4096, 8192, 16384, 32768)]
+    return harness.gemm_peak(shapes, matmul_run, policy)
 
 
 @dataclass
-class WorkloadResult:
-    workload: Workload
-    lengths: list[int]
-    padded_length: int
-    useful_gflop: float
-    timings: dict[str, Timing]
+class WorkloadResult(harness.WorkloadResult):
     max_abs_diff: dict[str, float]  # vs float32 PyTorch, valid tokens of last_hidden_state
     failures: dict[str, str]
 
@@ -530,22 +454,13 @@ class WorkloadResult:
             for mine in ours
         }
         return {
-            **workload_record(self.workload, self.lengths, self.padded_length, self.useful_gflop,
-                              self.timings, peak_gflops),
+            **super().record(peak_gflops),
             "speedup": speedups,
-            "best_padded": {mine: best_of(s, "padded") for mine, s in speedups.items()},
-            "best_unpadded": {mine: best_of(s, "unpadded") for mine, s in speedups.items()},
+            "best_padded": {mine: harness.best_of(s, RUNNERS, "padded") for mine, s in speedups.items()},
+            "best_unpadded": {mine: harness.best_of(s, RUNNERS, "unpadded") for mine, s in speedups.items()},
             "max_abs_diff_vs_torch_fp32": self.max_abs_diff,
             "failures": self.failures,
         }
-
-
-def best_of(speedups: dict[str, float], kind: Kind) -> dict[str, Any] | None:
-    candidates = {name: s for name, s in speedups.items() if RUNNERS[name].kind == kind}
-    if not candidates:
-        return None
-    name = min(candidates, key=candidates.__getitem__)
-    return {"baseline": name, "speedup": candidates[name]}
 
 
 def valid_max_diff(ours: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
@@ -553,9 +468,9 @@ def valid_max_diff(ours: np.ndarray, reference: np.ndarray, mask: np.ndarray) ->
     return float(np.abs(ours[valid] - reference[valid]).max())
 
 
-def run_workload(workload: Workload, model: ModelUnderTest, runners: Sequence[str], policy: TimingPolicy,
-                 on_measured: Callable[[str], None]) -> WorkloadResult:
-    batch = model.batch(workload.lengths())
+def run_workload(workload: harness.Workload, model: ModelUnderTest, runners: Sequence[str],
+                 policy: harness.TimingPolicy, on_measured: Callable[[str], None]) -> WorkloadResult:
+    batch = model.inputs.batch(workload.lengths())
     reference = torch_prepare(model.reference, batch.feeds)
     reference.run()
     expected = reference.hidden()
@@ -565,39 +480,30 @@ def run_workload(workload: Workload, model: ModelUnderTest, runners: Sequence[st
             prepared = model.prepare[name](batch.feeds)
             prepared.run()
             diffs[name] = valid_max_diff(prepared.hidden(), expected, batch.mask)
-            timings[name] = measure(prepared.run, policy)
+            timings[name] = harness.measure(prepared.run, policy)
         except Exception as error:  # one runner's failure (e.g. out of memory) must not end the run
             failures[name] = f"{type(error).__name__}: {error}"
         on_measured(name)
     return WorkloadResult(workload, [int(n) for n in batch.lengths], batch.padded_length,
-                          encoder_flops(batch.lengths, model.dims) / 1e9, timings, diffs, failures)
+                          harness.encoder_flops(batch.lengths, model.dims) / 1e9, timings, diffs, failures)
 
 
 # --------------------------------------------------------------------------------------------
 # Reports
 # --------------------------------------------------------------------------------------------
 
-def environment(precision: str) -> dict[str, Any]:
-    import transformers
-
+def gpu_environment(precision: str) -> dict[str, Any]:
     properties = torch.cuda.get_device_properties(0)
-    versions = {"torch": torch.__version__, "onnxruntime": ort.__version__,
-                "transformers": transformers.__version__, "cuda": torch.version.cuda}
+    extra = {"gpu": properties.name, "gpu_memory_gib": properties.total_memory / 2**30,
+             "compute_capability": f"{properties.major}.{properties.minor}", "precision": precision,
+             "cuda": torch.version.cuda}
     try:
         import tensorrt
 
-        versions["tensorrt"] = tensorrt.__version__
+        extra["tensorrt"] = tensorrt.__version__
     except ImportError:
         pass
-    return {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "gpu": properties.name,
-        "gpu_memory_gib": properties.total_memory / 2**30,
-        "compute_capability": f"{properties.major}.{properties.minor}",
-        "host": platform.node(),
-        "precision": precision,
-        **versions,
-    }
+    return harness.environment(**extra)
 
 
 def markdown_report(report: dict[str, Any]) -> str:
@@ -630,7 +536,8 @@ def markdown_report(report: dict[str, Any]) -> str:
             padded, unpadded = r["best_padded"][mine], r["best_unpadded"][mine]
             lines.append(
                 f"| {r['model']} | {r['batch']} | {r['max_length']} | {mine} | "
-                f"{100 * r['fraction_of_peak'][mine]:.0f}% | {format_best(padded)} | {format_best(unpadded)} | "
+                f"{100 * r['fraction_of_peak'][mine]:.0f}% | {harness.format_speedup(padded)} | "
+                f"{harness.format_speedup(unpadded)} | "
                 f"{r['max_abs_diff_vs_torch_fp32'][mine]:.2e} |")
     failures = [(r, name, text) for r in report["results"] for name, text in r["failures"].items()]
     if failures:
@@ -639,53 +546,20 @@ def markdown_report(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_best(best: dict[str, Any] | None) -> str:
-    return "-" if best is None else f"{best['speedup']:.2f}x ({best['baseline']})"
-
-
 def plot_speedups(report: dict[str, Any], path: Path) -> None:
     """Speedup of each bytetx runner against the best padded and best unpadded baseline vs max length,
     one panel per (model, batch)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = report["results"]
-    models = list(dict.fromkeys(r["model"] for r in records))
-    batches = sorted({r["batch"] for r in records})
-    max_lengths = sorted({r["max_length"] for r in records})
-    figure, axes = plt.subplots(len(models), len(batches), squeeze=False, sharey=True,
-                                figsize=(4 * len(batches), 3.2 * len(models)))
-    styles = {"bytetx-ort-cuda": "-", "bytetx-trt": "--"}
-    for row, model in enumerate(models):
-        for column, batch in enumerate(batches):
-            axis = axes[row][column]
-            panel = sorted((r for r in records if (r["model"], r["batch"]) == (model, batch)),
-                           key=lambda r: r["max_length"])
-            for mine, style in styles.items():
-                for key, color in (("best_padded", "tab:blue"), ("best_unpadded", "tab:orange")):
-                    points = [(r["max_length"], r[key][mine]["speedup"]) for r in panel
-                              if r[key].get(mine)]
-                    if points:
-                        xs, ys = zip(*points, strict=True)
-                        axis.plot(xs, ys, style, color=color, marker="o",
-                                  label=f"{mine} vs {key.replace('_', ' ')}")
-            axis.axhline(1.0, color="grey", linewidth=0.8)
-            axis.set_xscale("log", base=2)
-            axis.set_xticks(max_lengths, [str(n) for n in max_lengths])
-            axis.set_xlabel("max length")
-            axis.set_ylabel("speedup (x)")
-            axis.set_title(f"{model}, batch {batch}")
-            axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    harness.plot_panels(report["results"], path, "speedup (x)", plot_panel)
 
 
-def write_reports(report: dict[str, Any], output_dir: Path) -> list[Path]:
-    return write_report_files(report, output_dir, RESULT_STEM, markdown_report(report), plot_speedups)
+def plot_panel(axis: Any, records: list[dict[str, Any]]) -> None:
+    """One (model, batch) panel: solid lines for bytetx on ONNX Runtime CUDA, dashed for TensorRT."""
+    for mine, style in (("bytetx-ort-cuda", "-"), ("bytetx-trt", "--")):
+        for key, color in (("best_padded", "tab:blue"), ("best_unpadded", "tab:orange")):
+            points = [(r["max_length"], r[key][mine]["speedup"]) for r in records if r[key].get(mine)]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                axis.plot(xs, ys, style, color=color, marker="o", label=f"{mine} vs {key.replace('_', ' ')}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -693,58 +567,49 @@ def write_reports(report: dict[str, Any], output_dir: Path) -> list[Path]:
 # --------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="bert-base, batch 16, max length 128 and 512, shorter timing")
-    parser.add_argument("--models", type=names(list(MODELS)), help="comma-separated (default bert-base)")
-    parser.add_argument("--batches", type=integers, help="comma-separated batch sizes (default 1,4,8,16)")
-    parser.add_argument("--max-lengths", type=integers,
-                        help="comma-separated max lengths (default 64,128,256,512,1024)")
-    parser.add_argument("--distributions", type=names(list(DISTRIBUTIONS)),
-                        help="comma-separated length distributions (default uniform, the paper's)")
-    parser.add_argument("--runners", type=names(list(RUNNERS)),
+    parser = harness.benchmark_parser(__doc__, "bert-base, batch 16, max length 128 and 512, shorter timing")
+    harness.add_workload_options(parser, list(MODELS), default_models="bert-base", default_batches="1,4,8,16",
+                                 default_max_lengths="64,128,256,512,1024",
+                                 default_distributions="uniform, the paper's")
+    parser.add_argument("--runners", type=harness.names(list(RUNNERS)),
                         help=f"comma-separated (default all: {', '.join(RUNNERS)})")
     parser.add_argument("--precision", choices=list(TORCH_DTYPES), default="fp16",
                         help="of every runner (default fp16, the paper's)")
-    parser.add_argument("--budget", type=float, help="seconds of timed calls per runner and workload "
-                        f"(default {FULL_TIMING.budget_s}, quick {QUICK_TIMING.budget_s})")
-    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR,
-                        help="where the JSON, markdown and PNG go (default benchmarks/results)")
+    parser.add_argument("--models-only", action="store_true",
+                        help="write the ONNX model of every chosen ONNX Runtime and TensorRT runner to "
+                             "--output-dir (<model>.<runner>.<precision>.onnx) and stop; needs no GPU")
+    harness.add_timing_options(parser, FULL_TIMING, QUICK_TIMING)
     return parser
 
 
-def resolve(args: argparse.Namespace) -> tuple[list[Workload], list[str], TimingPolicy]:
+def resolve(args: argparse.Namespace) -> tuple[list[harness.Workload], list[str], harness.TimingPolicy]:
     if args.quick:
-        defaults = (["bert-base"], [16], [128, 512], QUICK_TIMING)
+        defaults = (["bert-base"], [16], [128, 512])
     else:
-        defaults = (["bert-base"], [1, 4, 8, 16], [64, 128, 256, 512, 1024], FULL_TIMING)
-    policy = defaults[3]
-    if args.budget is not None:
-        policy = dataclasses.replace(policy, budget_s=args.budget)
-    workloads = [Workload(model, batch, length, distribution)
-                 for model in args.models or defaults[0] for batch in args.batches or defaults[1]
-                 for length in args.max_lengths or defaults[2]
-                 for distribution in args.distributions or ["uniform"]]
-    return workloads, args.runners or list(RUNNERS), policy
+        defaults = (["bert-base"], [1, 4, 8, 16], [64, 128, 256, 512, 1024])
+    workloads = harness.workload_grid(args.models or defaults[0], args.batches or defaults[1],
+                              args.max_lengths or defaults[2], args.distributions or ["uniform"])
+    return workloads, args.runners or list(RUNNERS), harness.timing_policy(args, FULL_TIMING, QUICK_TIMING)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
+    harness.quiet_transformers()
+    workloads, runners, policy = resolve(args)
+    if args.models_only:
+        write_models(list(dict.fromkeys(w.model for w in workloads)),
+                     [name for name in runners if name in ONNX_RUNNERS], args.precision, args.output_dir,
+                     console)
+        return 0
     if not torch.cuda.is_available():
         console.print("[bold red]error:[/] no CUDA device: the GPU benchmark needs an NVIDIA GPU and a CUDA "
                       "build of torch (benchmarks/cpu_benchmark.py measures the CPU path)", highlight=False)
         return 1
-    if not have_matplotlib(console):
+    if not harness.have_matplotlib(console):
         return 1
-    from transformers.utils import logging as hf_logging
-
     from bytetx.exporter.tensorrt import plugin_library_path
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    workloads, runners, policy = resolve(args)
     requirements, trt = Requirements.check(runners, plugin_library_path())
     for name, reason in requirements.missing.items():
         console.print(f"left out {name}: {reason}", highlight=False)
@@ -759,18 +624,16 @@ def main(argv: list[str] | None = None) -> int:
     report["settings"] = {"quick": args.quick, "timing": asdict(policy), "precision": args.precision,
                           "runners": {name: asdict(RUNNERS[name]) for name in runners},
                           "inputs": "on the GPU before timing; outputs left on the GPU; every call synchronized"}
-    for path in write_reports(report, args.output_dir):
-        console.print(f"wrote {path}")
+    harness.write_reports(report, args.output_dir, RESULT_STEM, markdown_report(report), plot_speedups, console)
     return 0
 
 
-def run_benchmark(workloads: Sequence[Workload], runners: Sequence[str], policy: TimingPolicy,
+def run_benchmark(workloads: Sequence[harness.Workload], runners: Sequence[str], policy: harness.TimingPolicy,
                   settings: BuildSettings, console: Console) -> dict[str, Any]:
     started = time.perf_counter()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress, tempfile.TemporaryDirectory() as tmp:
+    with harness.progress_bar(console) as progress, tempfile.TemporaryDirectory() as tmp:
         task = progress.add_task("GEMM peak", total=len(workloads) * len(runners))
-        shapes = gemm_peak(settings.precision, policy)
+        shapes = measure_gemm_peak(settings.precision, policy)
         peak = max(row["gflops"] for row in shapes)
         console.print(f"{settings.precision} GEMM peak {peak / 1e3:.1f} TFLOP/s", highlight=False)
         results, models, skipped = [], {}, []
@@ -792,12 +655,12 @@ def run_benchmark(workloads: Sequence[Workload], runners: Sequence[str], policy:
                 results.append(result)
             del model
             torch.cuda.empty_cache()
-    console.print(f"done in {format_duration(time.perf_counter() - started)}", highlight=False)
+    console.print(f"done in {harness.format_duration(time.perf_counter() - started)}", highlight=False)
     return {
-        "environment": environment(settings.precision),
+        "environment": gpu_environment(settings.precision),
         "gemm_peak": {"peak_gflops": peak, "shapes": shapes},
         "models": models,
-        "flops_formula": "per layer 2*T*H*3H + 2*T*H*H + 2*2*T*H*I + 2*2*sum(len^2)*H, T = real tokens",
+        "flops_formula": harness.FLOPS_FORMULA,
         "results": [result.record(peak) for result in results],
         "skipped_workloads": skipped,
     }

@@ -73,10 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attn-implementation", choices=["eager", "sdpa"], default="eager",
                         help="transformers attention implementation to export (default: eager)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset of the export (default: 17)")
-    parser.add_argument("--target", choices=["ort-cpu", "ort-cuda", "tensorrt"], default="ort-cpu",
+    parser.add_argument("--target", choices=["ort-cpu", "ort-cuda", "tensorrt", "triton"], default="ort-cpu",
                         help="back end the model is for; tensorrt writes the model TensorRT's ONNX parser maps "
-                        "onto libbytetx_trt.so and prints the trtexec command that builds its engine "
+                        "onto libbytetx_trt.so and prints the trtexec command that builds its engine; triton "
+                        "writes a Triton model repository (-o, a new folder) from a model directory "
                         "(default: ort-cpu)")
+    parser.add_argument("--triton-backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime",
+                        help="Triton backend of the repository's bytetx model (default: onnxruntime)")
+    parser.add_argument("--triton-device", choices=["gpu", "cpu"], default="gpu",
+                        help="where Triton runs the bytetx model's instances (default: gpu)")
+    parser.add_argument("--triton-path", metavar="PATH",
+                        help="where the server will see the repository; the configs name files under it "
+                        "(default: the output folder's absolute path)")
+    parser.add_argument("--triton-max-batch-size", type=int, default=64,
+                        help="sequences per dynamic batch (default: 64)")
     parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                         help="weights and activations; fp16 needs a GPU target (default: fp32)")
     parser.add_argument("--trt-profile", type=_shape_profile, metavar="MIN,OPT,MAX",
@@ -146,14 +156,15 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         save_onnx_atomic,
         to_float16,
     )
-    from bytetx.exporter.tensorrt import to_tensorrt
-    from bytetx.graph_rewrite import rewrite_padding_free
+    from bytetx.graph_rewrite import rewrite_padding_free, to_tensorrt
 
     if args.precision == "fp16" and args.target == "ort-cpu":
         raise ExportError("--precision fp16 needs --target ort-cuda or tensorrt: the CPU ops compute in float32")
     demo = args.source is None
     source = bundled_model_dir() if demo else Path(args.source)
     name = DEMO_MODEL_NAME if demo else (source.name if source.is_dir() else source.stem)
+    if args.target == "triton":
+        return _export_triton(args, source, console)
     output = _output_path(args, name, demo)
     if args.target != "tensorrt" and (args.trt_profile is not None or args.trt_plugins != "dynamic"
                                       or args.trt_serialize_plugin):
@@ -193,9 +204,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             console.print("converted to float16 (inputs and outputs keep their types; statistics stay float32); "
                           f"the float32 rewrite was verified, the float16 model runs {runs_on}")
         if args.target == "tensorrt":
-            rewritten = to_tensorrt(rewritten)
-            console.print("TensorRT flavour: plugin_version/plugin_namespace on every bytetx node, "
-                          "RemovePadding's num_tokens size tensor added")
+            rewritten, report = to_tensorrt(rewritten)
+            console.print(str(report), highlight=False)
 
         status.update(f"writing {output}")
         save_onnx_atomic(rewritten, output)
@@ -206,6 +216,29 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             _print_timing(_time(original, rewritten, loaded, args.batch, args.max_length), console)
     if args.target == "tensorrt":
         _print_trtexec_command(rewritten, output, args, console)
+    return 0
+
+
+def _export_triton(args: argparse.Namespace, source: Path, console: Console) -> int:
+    """A Triton model repository of the packed-input flavour (bytetx.serving.repository)."""
+    from bytetx.exporter import ExportError
+    from bytetx.serving.export import prepare_model
+    from bytetx.serving.repository import Batching, write_repository
+
+    if not source.is_dir():
+        raise ExportError(f"--target triton needs a Hugging Face model directory (its tokenizer and pooling "
+                          f"configuration), got {source}")
+    if args.precision != "fp32" or args.triton_max_batch_size < 1:
+        raise ExportError("--target triton writes float32 models with --triton-max-batch-size of at least 1")
+    output = Path(args.output or "model_repository")
+    with console.status(f"preparing {source.name} for Triton"):
+        model, lines = prepare_model(source, args.tolerance)
+        for line in lines:
+            console.print(line, highlight=False)
+        batching = Batching(max_batch_size=args.triton_max_batch_size)
+        write_repository(model, output, args.triton_backend, batching, args.triton_device, args.triton_path)
+    console.print(f"wrote the Triton model repository {output} ({args.triton_backend} backend, "
+                  f"{args.triton_device}); {output / 'README.md'} says how to serve it", highlight=False)
     return 0
 
 

@@ -147,3 +147,28 @@ def run_torch(model, feeds: dict[str, np.ndarray], output_names: tuple[str, ...]
     with torch.no_grad():
         outputs = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
     return {name: outputs[name].numpy() for name in output_names}
+
+
+def pack_feeds(feeds: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    """The packed-input flavour's feeds for a right-padded batch: each input's valid tokens concatenated
+    [T], ``cu_seqlens`` int32 [B + 1] and ``max_seqlen`` int32 [S]."""
+    lengths = mask.sum(axis=1)
+    if not np.array_equal(mask, (np.arange(mask.shape[1])[None, :] < lengths[:, None]).astype(mask.dtype)):
+        raise ValueError("pack_feeds takes right-padded batches: positions restart at 0 in every sequence")
+    packed = {name: value[mask == 1] for name, value in feeds.items() if name != "attention_mask"}
+    packed["cu_seqlens"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    packed["max_seqlen"] = np.zeros(mask.shape[1], np.int32)
+    return packed
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:
+    """Sentence embeddings [B, H] of padded hidden states [B, S, H] as sentence-transformers pools them:
+    the mean over valid tokens or the first token (``cls``), then optionally L2-normalized."""
+    weights = mask.astype(np.float64)
+    if mode == "cls":
+        pooled = hidden[:, 0].astype(np.float64)
+    else:
+        pooled = (hidden * weights[..., None]).sum(axis=1) / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+    if normalize:
+        pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return pooled.astype(np.float32)

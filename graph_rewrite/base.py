@@ -5,13 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 
-BYTETX_DOMAIN = "com.bytetx"
-
-# Names of the packed-layout tensors that FuseAttention's nodes read and PackTokens produces.
-CU_SEQLENS = "bytetx_cu_seqlens"
-TOKEN_OFFSET = "bytetx_token_offset"
+from bytetx import ops
 
 
 class RewriteError(ValueError):
@@ -41,6 +38,18 @@ class GraphPass:
 
     def run(self, graph: gs.Graph) -> PassReport:
         raise NotImplementedError
+
+
+def run_on_model(graph_pass: GraphPass, model: onnx.ModelProto) -> tuple[onnx.ModelProto, PassReport]:
+    """A copy of ``model`` after ``graph_pass`` (its metadata, opsets and other model fields kept; the
+    graph as it was where the pass changed nothing), and the pass's report."""
+    graph = gs.import_onnx(model)
+    report = graph_pass.run(graph)
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    if report.changed:
+        result.graph.CopyFrom(gs.export_onnx(graph).graph)
+    return result, report
 
 
 def producer(tensor: gs.Tensor) -> gs.Node | None:
@@ -74,3 +83,8 @@ def scalar_value(tensor: gs.Tensor) -> float | None:
 
 def describe(node: gs.Node) -> str:
     return f"{node.op} node '{node.name}'"
+
+
+def is_bytetx(node: gs.Node, op: str) -> bool:
+    """Whether ``node`` is the bytetx op ``op`` (one of bytetx.ops.OPS)."""
+    return node.op == op and node.domain == ops.DOMAIN

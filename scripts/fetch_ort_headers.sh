@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetch ONNX Runtime's C/C++ API headers (Debian's libonnxruntime-dev) into .deps/onnxruntime/include.
-# The pip wheels ship the runtime but not the headers the plugin library compiles against.
+# The pip wheels ship the runtime but not the headers the plugin library compiles against. CMake runs
+# this when it finds no headers (so `pip install .` needs no step before it); it can also run alone.
 # Skipped when ORT_INCLUDE_DIR points at headers already, or when they were fetched before.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,8 +12,10 @@ fi
 if [ -f "$dest/include/onnxruntime_c_api.h" ]; then
   echo "ONNX Runtime headers already in $dest/include"; exit 0
 fi
-command -v apt-get >/dev/null || {
-  echo "error: apt-get not found; install ONNX Runtime's C API headers yourself and set ORT_INCLUDE_DIR to the folder holding onnxruntime_c_api.h" >&2; exit 1; }
+for tool in apt-get dpkg; do
+  command -v "$tool" >/dev/null || {
+    echo "error: $tool not found (the headers come from Debian's libonnxruntime-dev); install ONNX Runtime's C API headers yourself and set ORT_INCLUDE_DIR to the folder holding onnxruntime_c_api.h" >&2; exit 1; }
+done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
@@ -24,8 +27,9 @@ for suite in trixie sid; do
     break
   fi
 done
-deb=$(ls "$work"/libonnxruntime-dev_*.deb 2>/dev/null | head -n 1)
-[ -n "$deb" ] || { echo "error: could not download Debian's libonnxruntime-dev; set ORT_INCLUDE_DIR to your own ONNX Runtime headers" >&2; exit 1; }
+debs=("$work"/libonnxruntime-dev_*.deb)
+deb=${debs[0]}
+[ -f "$deb" ] || { echo "error: could not download Debian's libonnxruntime-dev; set ORT_INCLUDE_DIR to your own ONNX Runtime headers" >&2; exit 1; }
 dpkg -x "$deb" "$work/x"
 mkdir -p "$dest"
 rm -rf "$dest/include.tmp"

@@ -1,10 +1,13 @@
-"""Shared fixtures: the plugin library, tiny models of every architecture, the bundled MiniLM."""
+"""Shared fixtures: the plugin library and sessions over it, tiny models of every architecture, the
+bundled MiniLM."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import onnxruntime as ort
 import pytest
 
 TESTS = Path(__file__).resolve().parent
@@ -22,6 +25,26 @@ def ort_library() -> str:
     import bytetx
 
     return bytetx.ort_library_path()
+
+
+@pytest.fixture(scope="session")
+def op_session(ort_library: str) -> Callable[..., ort.InferenceSession]:
+    """``op_session(model_bytes, threads=None)``: a CPU session with the bytetx ops, cached per model.
+    ONNX Runtime's own log is quiet: the tests that make a run fail check the error it raises."""
+    cache: dict[tuple[bytes, int | None], ort.InferenceSession] = {}
+
+    def make(model: bytes, threads: int | None = None) -> ort.InferenceSession:
+        key = (model, threads)
+        if key not in cache:
+            options = ort.SessionOptions()
+            options.register_custom_ops_library(ort_library)
+            options.log_severity_level = 4
+            if threads is not None:
+                options.intra_op_num_threads = threads
+            cache[key] = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        return cache[key]
+
+    return make
 
 
 @pytest.fixture(scope="session")

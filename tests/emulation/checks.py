@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import ml_dtypes
 import numpy as np
+from fixtures.masks import make_mask
+from fixtures.reference import fused_mha
 
 from .harness import (
     DeviceBuffer,
@@ -61,26 +63,6 @@ def rounded(x: np.ndarray, dtype: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------
 # The packed layout: RemovePadding, RebuildPadding
 # ---------------------------------------------------------------------------------------------------
-
-
-def make_mask(batch: int, seq_len: int, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """int64 [batch, seq_len] of 0/1. ``right``/``left``: random lengths in [0, S] padded on that side
-    (after flash-attn's generate_random_padding_mask), with an empty and a full row when batch >= 3;
-    ``holes``: each slot independently; ``full``; ``empty``."""
-    if kind == "full":
-        return np.ones((batch, seq_len), dtype=np.int64)
-    if kind == "empty":
-        return np.zeros((batch, seq_len), dtype=np.int64)
-    if kind == "holes":
-        return (rng.random((batch, seq_len)) < 0.6).astype(np.int64)
-    lengths = rng.integers(0, seq_len + 1, size=batch)
-    if batch >= 3:
-        lengths[0], lengths[-1] = 0, seq_len
-    positions = np.arange(seq_len)[None, :]
-    if kind == "right":
-        return (positions < lengths[:, None]).astype(np.int64)
-    assert kind == "left", kind
-    return (positions >= seq_len - lengths[:, None]).astype(np.int64)
 
 
 def cpu_layout(lib: Library, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -232,37 +214,6 @@ class MhaCase:
         return self.padded_len if self.padded_len is not None else max(self.lengths, default=0)
 
 
-def mha_reference(
-    qkv: np.ndarray,
-    bias: np.ndarray,
-    lengths: tuple[int, ...],
-    heads: int,
-    head_size: int,
-    scale: float,
-    dtype: str | None = None,
-) -> np.ndarray:
-    """Attention in float64 [T, heads * head_size]. With ``dtype``: computed as a tensor-core kernel must
-    in that precision: Q, K, V rounded after the bias is added in float32, the softmax weights rounded
-    before ``P V`` (their sum taken before rounding), the output rounded."""
-    hidden = heads * head_size
-    x = qkv.astype(np.float32) + bias.astype(np.float32)
-    x = rounded(x, dtype) if dtype is not None else x.astype(np.float64)
-    out = np.zeros((x.shape[0], hidden))
-    first = 0
-    for length in lengths:
-        rows = slice(first, first + length)
-        first += length
-        if length == 0:
-            continue
-        q, k, v = (x[rows, i * hidden : (i + 1) * hidden].reshape(length, heads, head_size) for i in range(3))
-        scores = np.einsum("ihd,jhd->hij", q, k) * scale
-        weights = np.exp(scores - scores.max(axis=2, keepdims=True))
-        p = rounded(weights, dtype) if dtype is not None else weights
-        context = np.einsum("hij,jhd->ihd", p, v) / weights.sum(axis=2).T[:, :, None]
-        out[rows] = context.reshape(length, hidden)
-    return rounded(out, dtype) if dtype is not None else out
-
-
 def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: int) -> None:
     """FusedMHA with the kernel ``kernel`` (MHA_KERNELS) against the CPU op on the same inputs."""
     rng = np.random.default_rng(seed)
@@ -296,11 +247,11 @@ def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: 
     what = f"FusedMHA {dtype} {kernel} {case}"
     if dtype == "float32":
         # The float32 CPU op is the reference in the kernel's own precision, float64 the exact one.
-        exact = mha_reference(qkv32, bias32, case.lengths, case.heads, d, scale)
+        exact = fused_mha(qkv32, bias32, cu_seqlens, case.heads, scale)
         assert_close_lowp(out, exact, ref, FP32_ATOL["fused_mha"], what)
         return
     if kernel == "fma_sm75":
         ref_lowp = rounded(ref, dtype)  # float math inside, one rounding at the output
     else:
-        ref_lowp = mha_reference(qkv, bias, case.lengths, case.heads, d, scale, dtype)
+        ref_lowp = fused_mha(qkv, bias, cu_seqlens, case.heads, scale, dt)
     assert_close_lowp(out, ref, ref_lowp, LOWP_ATOL[dtype], what)

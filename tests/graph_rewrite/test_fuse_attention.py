@@ -9,7 +9,8 @@ import onnx
 import pytest
 import torch
 
-from bytetx.graph_rewrite import BYTETX_DOMAIN, RewriteError, rewrite_padding_free
+from bytetx import ops
+from bytetx.graph_rewrite import RewriteError, rewrite_padding_free
 
 
 def _op_counts(model: onnx.ModelProto) -> collections.Counter:
@@ -21,9 +22,9 @@ def _op_counts(model: onnx.ModelProto) -> collections.Counter:
 def test_fuses_every_block_and_drops_the_mask_subgraph(tiny_bert_onnx, attention, exporter):
     model, reports = rewrite_padding_free(tiny_bert_onnx(attention, exporter))
     counts = _op_counts(model)
-    assert counts[BYTETX_DOMAIN, "FusedMHA"] == 2
-    assert counts[BYTETX_DOMAIN, "RemovePadding"] == 1
-    assert counts[BYTETX_DOMAIN, "RebuildPadding"] == 1  # last_hidden_state; the pooler reads it
+    assert counts[ops.DOMAIN, "FusedMHA"] == 2
+    assert counts[ops.DOMAIN, "RemovePadding"] == 1
+    assert counts[ops.DOMAIN, "RebuildPadding"] == 1  # last_hidden_state; the pooler reads it
     assert counts["ai.onnx", "Softmax"] == 0
     assert counts["ai.onnx", "Transpose"] == 0, "per-head reshapes are gone"
     assert counts["ai.onnx", "MatMul"] == 2 * (1 + 1 + 2), "QKV, output projection, two FFN per layer"

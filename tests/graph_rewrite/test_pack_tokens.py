@@ -12,7 +12,8 @@ from onnx import helper, numpy_helper
 
 import bytetx
 from bytetx.exporter.verify import make_feeds, ragged_mask, run_onnx, valid_token_diff
-from bytetx.graph_rewrite import BYTETX_DOMAIN, RewriteError, rewrite_padding_free
+from bytetx import ops
+from bytetx.graph_rewrite import RewriteError, rewrite_padding_free
 
 LAYER0_OUTPUT_SUFFIX = "layer.0/output/LayerNorm/LayerNormalization_output_0"
 
@@ -40,7 +41,7 @@ def _compare(original: onnx.ModelProto, rewritten: onnx.ModelProto, lengths=(9, 
 
 
 def _count(model: onnx.ModelProto, op: str) -> int:
-    return collections.Counter(n.op_type for n in model.graph.node if n.domain == BYTETX_DOMAIN)[op]
+    return collections.Counter(n.op_type for n in model.graph.node if n.domain == ops.DOMAIN)[op]
 
 
 def test_a_padded_reader_mid_encoder_gets_its_own_rebuild(tiny_bert_onnx, ort_library):

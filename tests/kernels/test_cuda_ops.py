@@ -13,18 +13,15 @@ Skipped without a GPU, or when onnxruntime has no CUDA provider or no CUDA libra
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import ml_dtypes
 import numpy as np
 import pytest
+from fixtures.masks import make_mask
+from fixtures.scripts import load_script
 from onnx import TensorProto, helper
 
 pytestmark = pytest.mark.gpu
 
-ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = "com.bytetx"
 DTYPES = {
     "float32": (TensorProto.FLOAT, np.float32, 0.0),
@@ -34,20 +31,12 @@ DTYPES = {
 FP32_ATOL = 2e-5
 
 
-def _kernel_resources():
-    spec = importlib.util.spec_from_file_location("kernel_resources", ROOT / "scripts" / "kernel_resources.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def cuda_session():
     ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("this onnxruntime has no CUDA execution provider (install onnxruntime-gpu)")
-    library = _kernel_resources().default_library()
+    library = load_script("kernel_resources").default_library()
     if library is None:
         pytest.skip("libbytetx_ort_cuda.so was not built")
     cache = {}
@@ -116,23 +105,6 @@ def pipeline_model(dtype: int, num_heads: int, mask_type: int = TensorProto.INT6
     return _model(nodes, inputs, outputs)
 
 
-def make_mask(batch: int, seq_len: int, seed: int) -> np.ndarray:
-    """Rows cycling through full, empty, right-padded, left-padded and holes, at least one full."""
-    rng = np.random.default_rng(seed)
-    mask = np.zeros((batch, seq_len), np.int64)
-    for b in range(batch):
-        kind = b % 5
-        if kind == 0:
-            mask[b] = 1
-        elif kind == 2:
-            mask[b, : rng.integers(1, seq_len + 1)] = 1
-        elif kind == 3:
-            mask[b, seq_len - rng.integers(1, seq_len + 1) :] = 1
-        elif kind == 4:
-            mask[b] = rng.random(seq_len) < 0.6
-    return mask
-
-
 def rounded(x: np.ndarray, numpy_dtype) -> np.ndarray:
     return x.astype(numpy_dtype).astype(np.float32)
 
@@ -144,7 +116,9 @@ def run_pipeline(cuda_session, cpu_session, dtype_name, batch, seq_len, num_head
     hidden = num_heads * head_size
     qkv = rounded(rng.standard_normal((batch, seq_len, 3 * hidden)).astype(np.float32), numpy_dtype)
     bias = rounded(0.5 * rng.standard_normal(3 * hidden).astype(np.float32), numpy_dtype)
-    mask = make_mask(batch, seq_len, seed)
+    # Rows cycling through full, empty, right-padded, left-padded and holes, none of them but the empty
+    # one without tokens.
+    mask = make_mask(batch, seq_len, "mixed", seed, min_length=1)
     if mask_type == TensorProto.INT32:
         mask = mask.astype(np.int32)
     feeds = {"qkv": qkv, "qkv_bias": bias, "attention_mask": mask}

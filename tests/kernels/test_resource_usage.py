@@ -8,16 +8,14 @@ when no nvcc exists (a CPU-only build), and fail when nvcc exists (the build sho
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from fixtures.scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 NVCC_FALLBACK = Path("/usr/local/cuda/bin/nvcc")
 # Turing to Hopper; newer families are added from what the toolkit supports (as CMakeLists.txt does).
 BASE_ARCHS = {75, 80, 86, 89, 90}
@@ -35,15 +33,7 @@ KERNEL_FAMILIES = [
 ]
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("kernel_resources", ROOT / "scripts" / "kernel_resources.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-kernel_resources = _load_script()
+kernel_resources = load_script("kernel_resources")
 
 
 def _nvcc() -> str | None:

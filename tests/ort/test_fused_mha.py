@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import op_models
-import reference
-from masks import make_mask
+from fixtures import reference
+from fixtures.masks import make_mask
 
 ATOL = 1e-5
 RTOL = 1e-4

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import op_models
-import reference
-from masks import MASK_KINDS, make_mask
+from fixtures import reference
+from fixtures.masks import MASK_KINDS, make_mask
 
 SHAPES = [(1, 1), (1, 97), (3, 63), (3, 64), (3, 65), (32, 97), (3, 512)]
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import op_models
-import reference
+from fixtures import reference
 
 
 @settings(max_examples=30, deadline=None)

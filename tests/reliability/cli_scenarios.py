@@ -27,6 +27,9 @@ from pathlib import Path
 from bytetx.cli import main
 from bytetx.exporter import model_io
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, as its conftest.py does for the tests
+from fixtures.failing_writes import FailingWrites  # noqa: E402
+
 
 def listing(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
@@ -47,29 +50,6 @@ def fresh(work: Path, name: str) -> Path:
     folder = work / name
     folder.mkdir()
     return folder
-
-
-class _SignalMidWrite:
-    """os for model_io whose fdopen streams send the process ``signum`` after half the data."""
-
-    def __init__(self, signum: int):
-        self.signum = signum
-
-    def __getattr__(self, name):
-        return getattr(os, name)
-
-    def fdopen(self, *args, **kwargs):
-        stream = os.fdopen(*args, **kwargs)
-        write, signum = stream.write, self.signum
-
-        def half_then_signal(data):
-            write(data[: len(data) // 2])
-            stream.flush()
-            os.kill(os.getpid(), signum)
-            return write(data[len(data) // 2 :])
-
-        stream.write = half_then_signal
-        return stream
 
 
 def unprivileged(work: Path, source: Path, model_dir: Path) -> None:
@@ -118,7 +98,7 @@ def unprivileged(work: Path, source: Path, model_dir: Path) -> None:
 
     folder = fresh(work, "sigterm")
     (folder / "out.onnx").write_bytes(b"previous model")
-    model_io.os = _SignalMidWrite(signal.SIGTERM)
+    model_io.os = FailingWrites(lambda: os.kill(os.getpid(), signal.SIGTERM))
     try:
         results["sigterm"] = run("sigterm", folder, str(source), "-o", str(folder / "out.onnx"), "--no-verify")
     finally:

@@ -29,6 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from bytetx.cli import main
 from bytetx.exporter import model_io
+from fixtures.failing_writes import FailingWrites
 
 SOURCE = Path(__file__).resolve().parents[1] / "fixtures" / "optimum" / "bert" / "model.onnx"
 SCENARIOS = Path(__file__).resolve().parent / "cli_scenarios.py"
@@ -232,29 +233,6 @@ def test_an_existing_folder_as_the_output(tmp_path, capsys, ort_library):
 
 # ---- write failures and interruptions in this process ---------------------------------------------------
 
-class _FailingWrites:
-    """Stands in for ``os`` in model_io: streams from fdopen write half the data, then call ``fail``."""
-
-    def __init__(self, fail):
-        self.fail = fail
-
-    def __getattr__(self, name):
-        return getattr(os, name)
-
-    def fdopen(self, *args, **kwargs):
-        stream = os.fdopen(*args, **kwargs)
-        write, fail = stream.write, self.fail
-
-        def half_then_fail(data):
-            write(data[: len(data) // 2])
-            stream.flush()
-            fail()
-            return write(data[len(data) // 2 :])
-
-        stream.write = half_then_fail
-        return stream
-
-
 def _enospc():
     raise OSError(28, os.strerror(28))
 
@@ -276,7 +254,7 @@ def test_failure_in_the_middle_of_the_write(tmp_path, capsys, monkeypatch, ort_l
     if fail is _sigint and signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         pytest.skip("SIGINT does not raise KeyboardInterrupt in this process")
     output = _existing_output(tmp_path)
-    monkeypatch.setattr(model_io, "os", _FailingWrites(fail))
+    monkeypatch.setattr(model_io, "os", FailingWrites(fail))
     got, err = _run(capsys, str(SOURCE), "-o", str(output), "--no-verify")
     assert got == code and message in err, err
     if fail is _enospc:
@@ -288,7 +266,7 @@ def test_failure_in_the_middle_of_the_write(tmp_path, capsys, monkeypatch, ort_l
 def test_interrupt_between_write_and_rename(tmp_path, capsys, monkeypatch, ort_library):
     output = _existing_output(tmp_path)
 
-    class NoRename(_FailingWrites):
+    class NoRename(FailingWrites):
         def fdopen(self, *args, **kwargs):
             return os.fdopen(*args, **kwargs)
 

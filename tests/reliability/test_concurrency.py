@@ -24,7 +24,7 @@ import bytetx
 from bytetx.exporter.verify import make_feeds, ragged_lengths, ragged_mask
 
 import op_models
-import reference
+from fixtures import reference
 
 THREADS = 8
 RUNS_PER_THREAD = 250

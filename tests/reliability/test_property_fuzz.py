@@ -3,7 +3,7 @@ cu_seqlens and token_offset contents, valid and invalid alike.
 
 For every example the test predicts, from docs/ops.md alone, whether the op must accept it and, if
 not, the first rule (in the shell's checking order) it breaks. Accepted inputs must match the NumPy
-reference of tests/ort/reference.py (exactly for the padding ops; atol 1e-5, rtol 1e-4 for FusedMHA);
+reference of tests/fixtures/reference.py (exactly for the padding ops; atol 1e-5, rtol 1e-4 for FusedMHA);
 refused ones must fail with INVALID_ARGUMENT naming the op, the input and that rule. Sessions are
 shared across examples, so every example also checks that earlier failures left the session serving.
 The number of examples is bounded (CI: a few seconds per test).
@@ -21,7 +21,7 @@ from onnx import TensorProto, helper
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 import op_models
-import reference
+from fixtures import reference
 
 EXAMPLES = 300
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,8 +16,8 @@ from onnx import TensorProto, helper
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 import op_models
-import reference
-from masks import make_mask
+from fixtures import reference
+from fixtures.masks import make_mask
 
 HUGE = 2**40  # beyond int32, far beyond memory
 RNG = np.random.default_rng(0)

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import trt_host
 from emulation import checks, harness
+from fixtures import reference
+from fixtures.masks import make_mask
 from trt_host import BF16, CHW32, FLOAT, HALF, HWC8, INT8, INT32, INT64, LINEAR, TRT_TYPES, Tensor
 
 INCLUDE = trt_host.tensorrt_include_dir()
@@ -311,10 +313,8 @@ def test_configure_checks_ranks_and_bias_width(host):
 
 def packed_layout(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """cu_seqlens [B + 1] and token_offset [B, S] of docs/ops.md."""
-    flat = mask.reshape(-1)
-    cu = np.concatenate([[0], np.cumsum(mask.sum(axis=1))]).astype(np.int32)
-    offsets = np.concatenate([np.flatnonzero(flat), np.flatnonzero(flat == 0)]).astype(np.int32)
-    return cu, offsets.reshape(mask.shape)
+    _, cu_seqlens, token_offset = reference.remove_padding(np.zeros((*mask.shape, 1), np.float32), mask)
+    return cu_seqlens, token_offset
 
 
 def run_remove_padding(host, x: np.ndarray, mask: np.ndarray, dtype: str):
@@ -354,7 +354,7 @@ def run_remove_padding(host, x: np.ndarray, mask: np.ndarray, dtype: str):
 )
 def test_remove_padding_enqueue(host, dtype, mask_dtype, batch, seq_len, hidden, kind):
     rng = np.random.default_rng(batch * 100 + seq_len)
-    mask = checks.make_mask(batch, seq_len, kind, rng).astype(mask_dtype)
+    mask = make_mask(batch, seq_len, kind, rng).astype(mask_dtype)
     x = rng.standard_normal((batch, seq_len, hidden)).astype(checks.np_dtype(dtype))
     packed, cu, offsets, num_tokens = run_remove_padding(host, x, mask, dtype)
     cu_ref, offsets_ref = packed_layout(mask)
@@ -377,7 +377,7 @@ def test_remove_padding_empty_batch(host):
 def test_rebuild_padding_enqueue(host, dtype, kind):
     batch, seq_len, hidden = 4, 13, 48
     rng = np.random.default_rng(7)
-    mask = checks.make_mask(batch, seq_len, kind, rng)
+    mask = make_mask(batch, seq_len, kind, rng)
     _, offsets = packed_layout(mask)
     tokens = int(mask.sum())
     packed = rng.standard_normal((tokens, hidden)).astype(checks.np_dtype(dtype))
@@ -433,11 +433,11 @@ def test_fused_mha_enqueue(host, dtype, heads, head_size, scale):
     status, out = run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype)
     assert status == 0, host.take_log()
     used_scale = scale if scale is not None else 1 / np.sqrt(head_size)
-    ref = checks.mha_reference(qkv, bias, lengths, heads, head_size, np.float32(used_scale))
+    ref = reference.fused_mha(qkv, bias, cu, heads, np.float32(used_scale))
     if dtype == "float32":
         harness.assert_close(out, ref, 2e-5, 1e-4, "context")
     else:
-        ref_lowp = checks.mha_reference(qkv, bias, lengths, heads, head_size, np.float32(used_scale), dtype)
+        ref_lowp = reference.fused_mha(qkv, bias, cu, heads, np.float32(used_scale), dt)
         harness.assert_close_lowp(out, ref, ref_lowp, checks.LOWP_ATOL[dtype], "context")
 
 
@@ -468,7 +468,7 @@ def test_encoder_chain_as_tensorrt_runs_it(host, dtype):
     hidden = heads * head_size
     rng = np.random.default_rng(3)
     dt = checks.np_dtype(dtype)
-    mask = checks.make_mask(batch, seq_len, "holes", rng)
+    mask = make_mask(batch, seq_len, "holes", rng)
     x = rng.standard_normal((batch, seq_len, 3 * hidden)).astype(dt)
     packed, cu, offsets, tokens = run_remove_padding(host, x, mask, dtype)
     qkv = packed[:tokens]  # TensorRT runs the next layers on the first T rows
@@ -488,15 +488,15 @@ def test_encoder_chain_as_tensorrt_runs_it(host, dtype):
     assert host.create("RebuildPadding").enqueue(inputs, [out]) == 0, host.take_log()
     padded = out.buffer.read(dt, (batch, seq_len, hidden)).astype(np.float64)
 
-    lengths = tuple(int(n) for n in mask.sum(axis=1))
     scale = np.float32(1 / np.sqrt(head_size))
     bias = np.zeros(3 * hidden, dt)
-    ref = checks.mha_reference(qkv, bias, lengths, heads, head_size, scale)
+    cu_ref, _ = packed_layout(mask)
+    ref = reference.fused_mha(qkv, bias, cu_ref, heads, scale)
     valid = padded.reshape(-1, hidden)[mask.reshape(-1) != 0]
     if dtype == "float32":
         harness.assert_close(valid, ref, 2e-5, 1e-4, "context at the valid positions")
     else:
-        ref_lowp = checks.mha_reference(qkv, bias, lengths, heads, head_size, scale, dtype)
+        ref_lowp = reference.fused_mha(qkv, bias, cu_ref, heads, scale, dt)
         harness.assert_close_lowp(
             valid, ref, ref_lowp, checks.LOWP_ATOL[dtype], "context at the valid positions"
         )

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from bytetx.exporter import export_to_onnx, load_hf_model, save_onnx_atomic
 from bytetx.exporter import tensorrt as trt_export
-from bytetx.graph_rewrite import rewrite_padding_free
+from bytetx.graph_rewrite import rewrite_padding_free, to_tensorrt
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -83,12 +83,18 @@ def test_static_registration_then_load_library_in_one_process(library):
         import ctypes
         import tensorrt as trt
 
+        from bytetx import ops
+
         registry = trt.get_plugin_registry()
-        names = ("RemovePadding", "FusedMHA", "RebuildPadding")
+
+        def registered():
+            versions = ops.PLUGIN_VERSIONS.items()
+            return all(registry.get_creator(n, v, ops.PLUGIN_NAMESPACE) for n, v in versions)
+
         ctypes.CDLL({str(library)!r})  # static registration, as trtexec --staticPlugins loads it
-        assert all(registry.get_creator(n, "1", "com.bytetx") for n in names), "static registration"
+        assert registered(), "static registration"
         assert registry.load_library({str(library)!r}) is not None, "loadLibrary after static registration"
-        assert all(registry.get_creator(n, "1", "com.bytetx") for n in names), "after loadLibrary"
+        assert registered(), "after loadLibrary"
         print("ok")
     """)
     assert result.returncode == 0 and "ok" in result.stdout, result.stdout + result.stderr
@@ -98,10 +104,12 @@ def test_load_library_alone(library):
     result = _python(f"""
         import tensorrt as trt
 
+        from bytetx import ops
+
         registry = trt.get_plugin_registry()
         assert registry.load_library({str(library)!r}) is not None
-        names = ("RemovePadding", "FusedMHA", "RebuildPadding")
-        assert all(registry.get_creator(n, "1", "com.bytetx") for n in names)
+        versions = ops.PLUGIN_VERSIONS.items()
+        assert all(registry.get_creator(n, v, ops.PLUGIN_NAMESPACE) for n, v in versions)
         print("ok")
     """)
     assert result.returncode == 0 and "ok" in result.stdout, result.stdout + result.stderr
@@ -200,7 +208,7 @@ def test_trtexec_builds_and_runs_the_flavour(minilm_model, library, tmp_path, lo
 
     model = onnx.load(str(minilm_model))
     flavour = tmp_path / "minilm.trt.onnx"
-    onnx.save(trt_export.to_tensorrt(model), str(flavour))
+    onnx.save(to_tensorrt(model)[0], str(flavour))
     command = trt_export.trtexec_command(
         flavour,
         library,

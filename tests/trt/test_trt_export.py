@@ -1,25 +1,13 @@
-"""The TensorRT flavour of a rewritten model (bytetx.exporter.tensorrt) and the trtexec command line:
-no TensorRT needed. The node attributes are checked against the ONNX parser's plugin fallback: op type
-= plugin name, string attributes plugin_version / plugin_namespace, the creator's fields as INT / FLOAT
-attributes."""
+"""The trtexec command line that builds the engine of a model's TensorRT flavour
+(bytetx.exporter.tensorrt), and bytetx-export --target tensorrt: no TensorRT needed."""
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import pytest
-from bytetx.exporter import ExportError, export_to_onnx, load_hf_model, to_float16
+from bytetx.exporter import ExportError, export_to_onnx, load_hf_model
 from bytetx.exporter import tensorrt as trt_export
-from bytetx.graph_rewrite import rewrite_padding_free
-
-# The fields each plugin's creator lists (plugins/trt), with the ONNX attribute type the parser turns
-# into that field's type.
-CREATOR_FIELDS = {
-    "RemovePadding": {},
-    "FusedMHA": {"num_heads": onnx.AttributeProto.INT, "scale": onnx.AttributeProto.FLOAT},
-    "RebuildPadding": {},
-}
-PARSER_ATTRIBUTES = {"plugin_version", "plugin_namespace"}
+from bytetx.graph_rewrite import is_tensorrt_flavour, rewrite_padding_free
 
 
 @pytest.fixture(scope="module")
@@ -28,93 +16,6 @@ def rewritten(tiny_model_dirs) -> onnx.ModelProto:
         export_to_onnx(load_hf_model(tiny_model_dirs("bert"), "eager"), "torchscript")
     )
     return model
-
-
-def bytetx_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    return [n for n in model.graph.node if n.domain == trt_export.OP_DOMAIN]
-
-
-def attributes(node: onnx.NodeProto) -> dict[str, onnx.AttributeProto]:
-    return {a.name: a for a in node.attribute}
-
-
-def test_nodes_map_onto_the_plugins_as_the_parser_looks_them_up(rewritten):
-    converted = trt_export.to_tensorrt(rewritten)
-    nodes = bytetx_nodes(converted)
-    assert sorted({n.op_type for n in nodes}) == ["FusedMHA", "RebuildPadding", "RemovePadding"]
-    for node in nodes:
-        attrs = attributes(node)
-        assert attrs["plugin_version"].type == onnx.AttributeProto.STRING
-        assert attrs["plugin_version"].s == b"1"
-        assert attrs["plugin_namespace"].s == b"com.bytetx"
-        fields = CREATOR_FIELDS[node.op_type]
-        for name, attribute in attrs.items():
-            if name in PARSER_ATTRIBUTES:
-                continue
-            assert name in fields, f"{node.op_type} attribute {name} is no field of the plugin's creator"
-            assert attribute.type == fields[name], (
-                f"{node.op_type}.{name} would reach the plugin as another type"
-            )
-    assert all("num_heads" in attributes(n) for n in nodes if n.op_type == "FusedMHA")
-    assert trt_export.is_tensorrt_flavour(converted) and not trt_export.is_tensorrt_flavour(rewritten)
-
-
-def test_remove_padding_gets_the_size_tensor_output(rewritten):
-    converted = trt_export.to_tensorrt(rewritten)
-    (node,) = [n for n in bytetx_nodes(converted) if n.op_type == "RemovePadding"]
-    assert len(node.output) == 4 and node.output[3] == trt_export.NUM_TOKENS_OUTPUT
-    info = {v.name: v for v in converted.graph.value_info}[trt_export.NUM_TOKENS_OUTPUT]
-    assert info.type.tensor_type.elem_type == onnx.TensorProto.INT64
-    assert len(info.type.tensor_type.shape.dim) == 0
-    original = next(n for n in bytetx_nodes(rewritten) if n.op_type == "RemovePadding")
-    assert list(node.output[:3]) == list(original.output)
-    assert len(original.output) == 3, "the input model must not change"
-
-
-def test_everything_else_is_unchanged_and_conversion_is_idempotent(rewritten):
-    converted = trt_export.to_tensorrt(rewritten)
-    assert [(n.op_type, list(n.input)) for n in converted.graph.node] == [
-        (n.op_type, list(n.input)) for n in rewritten.graph.node
-    ]
-    assert [i.name for i in converted.graph.input] == [i.name for i in rewritten.graph.input]
-    assert [o.name for o in converted.graph.output] == [o.name for o in rewritten.graph.output]
-    again = trt_export.to_tensorrt(converted)
-    assert again.SerializeToString() == converted.SerializeToString()
-    onnx.checker.check_model(converted)
-
-
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_missing_qkv_bias_becomes_a_zero_bias(rewritten, precision):
-    model = to_float16(rewritten) if precision == "fp16" else rewritten
-    stripped = onnx.ModelProto()
-    stripped.CopyFrom(model)
-    mha = [n for n in stripped.graph.node if n.op_type == "FusedMHA"]
-    for node in mha:
-        node.input[1] = ""
-    converted = trt_export.to_tensorrt(stripped)
-    initializers = {i.name: onnx.numpy_helper.to_array(i) for i in converted.graph.initializer}
-    expected = np.float16 if precision == "fp16" else np.float32
-    for node in (n for n in converted.graph.node if n.op_type == "FusedMHA"):
-        bias = initializers[node.input[1]]
-        assert bias.dtype == expected and not bias.any()
-        assert bias.shape == (3 * 32,)  # the tiny BERT: hidden 32
-    assert len({n.input[1] for n in converted.graph.node if n.op_type == "FusedMHA"}) == len(mha)
-
-
-def test_a_model_that_was_not_rewritten_is_refused(tiny_model_dirs):
-    original = export_to_onnx(load_hf_model(tiny_model_dirs("bert"), "eager"), "torchscript")
-    with pytest.raises(
-        ExportError, match="has no com.bytetx ops: rewrite it for padding-free inference first"
-    ):
-        trt_export.to_tensorrt(original)
-
-
-def test_an_op_without_plugin_is_refused(rewritten):
-    model = onnx.ModelProto()
-    model.CopyFrom(rewritten)
-    model.graph.node.append(onnx.helper.make_node("BiasGelu", ["x"], ["y"], domain="com.bytetx"))
-    with pytest.raises(ExportError, match="com.bytetx op\\(s\\) BiasGelu have no TensorRT plugin"):
-        trt_export.to_tensorrt(model)
 
 
 def test_profile_inputs(rewritten):
@@ -217,7 +118,7 @@ def test_cli_writes_the_tensorrt_flavour_and_prints_its_trtexec_command(
     source = tiny_model_dirs("bert")
     written = tmp_path / f"{source.name}.bytetx.trt.onnx"
     model = onnx.load(str(written))
-    assert trt_export.is_tensorrt_flavour(model)
+    assert is_tensorrt_flavour(model)
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
     assert any(
         init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer

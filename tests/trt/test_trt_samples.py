@@ -162,10 +162,11 @@ def test_deploy_without_tensorrt_and_pycuda(samples, capsys, files, no_gpu_packa
     assert "this sample needs a GPU and the Python packages tensorrt" in capsys.readouterr().err
 
 
-def test_samples_share_the_plugin_identity_with_the_exporter(samples):
+def test_samples_find_the_plugin_library_where_the_exporter_does(samples, monkeypatch, tmp_path):
     from bytetx.exporter import tensorrt as trt_export
 
-    assert samples.deploy.PLUGIN_NAMESPACE == trt_export.PLUGIN_NAMESPACE
-    assert samples.deploy.PLUGIN_VERSION == trt_export.PLUGIN_VERSION
-    assert samples.deploy.PLUGIN_NAMES == trt_export.PLUGIN_OPS
     assert samples.deploy.LIBRARY_ENV == trt_export.LIBRARY_ENV
+    monkeypatch.delenv(trt_export.LIBRARY_ENV, raising=False)
+    assert samples.deploy.default_library() == trt_export.plugin_library_path()
+    monkeypatch.setenv(trt_export.LIBRARY_ENV, str(tmp_path / "custom.so"))
+    assert samples.deploy.default_library() == trt_export.plugin_library_path() == tmp_path / "custom.so"

@@ -1,0 +1,122 @@
+"""The TensorRT flavour of a rewritten model (bytetx.graph_rewrite.to_tensorrt): no TensorRT needed. The
+node attributes are checked against the ONNX parser's plugin fallback: op type = plugin name, string
+attributes plugin_version / plugin_namespace, the creator's fields as INT / FLOAT attributes."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from bytetx import ops
+from bytetx.exporter import to_float16
+from bytetx.graph_rewrite import RewriteError, is_tensorrt_flavour, rewrite_padding_free, to_tensorrt
+
+# The fields each plugin's creator lists (plugins/trt), with the ONNX attribute type the parser turns
+# into that field's type.
+CREATOR_FIELDS = {
+    "RemovePadding": {},
+    "FusedMHA": {"num_heads": onnx.AttributeProto.INT, "scale": onnx.AttributeProto.FLOAT},
+    "RebuildPadding": {},
+}
+PARSER_ATTRIBUTES = {"plugin_version", "plugin_namespace"}
+
+
+@pytest.fixture(scope="module")
+def rewritten(tiny_bert_onnx) -> onnx.ModelProto:
+    model, _ = rewrite_padding_free(tiny_bert_onnx())
+    return model
+
+
+def bytetx_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.domain == ops.DOMAIN]
+
+
+def attributes(node: onnx.NodeProto) -> dict[str, onnx.AttributeProto]:
+    return {a.name: a for a in node.attribute}
+
+
+def test_nodes_map_onto_the_plugins_as_the_parser_looks_them_up(rewritten):
+    converted, report = to_tensorrt(rewritten)
+    nodes = bytetx_nodes(converted)
+    assert sorted({n.op_type for n in nodes}) == ["FusedMHA", "RebuildPadding", "RemovePadding"]
+    for node in nodes:
+        attrs = attributes(node)
+        assert attrs["plugin_version"].type == onnx.AttributeProto.STRING
+        assert attrs["plugin_version"].s == b"1"
+        assert attrs["plugin_namespace"].s == b"com.bytetx"
+        fields = CREATOR_FIELDS[node.op_type]
+        for name, attribute in attrs.items():
+            if name in PARSER_ATTRIBUTES:
+                continue
+            assert name in fields, f"{node.op_type} attribute {name} is no field of the plugin's creator"
+            assert attribute.type == fields[name], (
+                f"{node.op_type}.{name} would reach the plugin as another type"
+            )
+    assert all("num_heads" in attributes(n) for n in nodes if n.op_type == "FusedMHA")
+    assert is_tensorrt_flavour(converted) and not is_tensorrt_flavour(rewritten)
+    assert report.changed == len(nodes)  # one line per node: its attributes (and the size tensor)
+    assert all("plugin_version 1, plugin_namespace com.bytetx" in line for line in report.details)
+
+
+def test_remove_padding_gets_the_size_tensor_output(rewritten):
+    converted, report = to_tensorrt(rewritten)
+    (node,) = [n for n in bytetx_nodes(converted) if n.op_type == "RemovePadding"]
+    assert len(node.output) == 4 and node.output[3] == ops.NUM_TOKENS
+    info = {v.name: v for v in converted.graph.value_info}[ops.NUM_TOKENS]
+    assert info.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert len(info.type.tensor_type.shape.dim) == 0
+    original = next(n for n in bytetx_nodes(rewritten) if n.op_type == "RemovePadding")
+    assert list(node.output[:3]) == list(original.output)
+    assert len(original.output) == 3, "the input model must not change"
+    assert any(f"size tensor output '{ops.NUM_TOKENS}'" in line for line in report.details)
+
+
+def test_everything_else_is_unchanged_and_conversion_is_idempotent(rewritten):
+    converted, _ = to_tensorrt(rewritten)
+    assert [(n.op_type, list(n.input)) for n in converted.graph.node] == [
+        (n.op_type, list(n.input)) for n in rewritten.graph.node
+    ]
+    assert [i.name for i in converted.graph.input] == [i.name for i in rewritten.graph.input]
+    assert [o.name for o in converted.graph.output] == [o.name for o in rewritten.graph.output]
+    assert {i.name for i in converted.graph.initializer} == {i.name for i in rewritten.graph.initializer}
+    assert list(converted.opset_import) == list(rewritten.opset_import)
+    again, report = to_tensorrt(converted)
+    assert report.changed == 0
+    assert again.SerializeToString() == converted.SerializeToString()
+    onnx.checker.check_model(converted)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_every_fused_mha_keeps_its_bias(rewritten, precision):
+    model = to_float16(rewritten) if precision == "fp16" else rewritten
+    converted, _ = to_tensorrt(model)
+    before = [list(n.input) for n in model.graph.node if n.op_type == "FusedMHA"]
+    after = [list(n.input) for n in converted.graph.node if n.op_type == "FusedMHA"]
+    assert after == before and len(after) == 2
+    initializers = {i.name for i in converted.graph.initializer}
+    assert all(inputs[1] in initializers for inputs in after)
+
+
+def test_a_fused_mha_without_bias_is_refused(rewritten):
+    stripped = onnx.ModelProto()
+    stripped.CopyFrom(rewritten)
+    node = next(n for n in stripped.graph.node if n.op_type == "FusedMHA")
+    node.input[1] = ""
+    message = f"FusedMHA node '{node.name}' has no qkv_bias; the op requires it"
+    with pytest.raises(RewriteError, match=message):
+        to_tensorrt(stripped)
+
+
+def test_a_model_that_was_not_rewritten_is_refused(tiny_bert_onnx):
+    with pytest.raises(
+        RewriteError, match="has no com.bytetx ops: rewrite it for padding-free inference first"
+    ):
+        to_tensorrt(tiny_bert_onnx())
+
+
+def test_an_op_without_plugin_is_refused(rewritten):
+    model = onnx.ModelProto()
+    model.CopyFrom(rewritten)
+    model.graph.node.append(onnx.helper.make_node("BiasGelu", ["x"], ["y"], domain="com.bytetx"))
+    with pytest.raises(RewriteError, match="com.bytetx op\\(s\\) BiasGelu have no TensorRT plugin"):
+        to_tensorrt(model)
