@@ -123,8 +123,7 @@ def ort_cuda_library_path() -> str:
 
 def kernels_library_path() -> str:
     """Path of the C ABI library that ``bytetx.torch`` calls (``BYTETX_KERNELS_LIBRARY`` overrides it)."""
-    return _library(_KERNELS_LIBRARY_ENV, _KERNELS_LIBRARY_NAME, "bytetx was installed without its kernel "
-                    "library; reinstall it with `pip install .` from the source tree")
+    return _library(_KERNELS_LIBRARY_ENV, _KERNELS_LIBRARY_NAME, _build_hint())
 
 
 def session_options(options: Any | None = None, cuda: bool = False) -> Any:

@@ -14,8 +14,9 @@ XLM-RoBERTa, ELECTRA, CamemBERT, ...), DistilBERT's and ALBERT's (shared layers)
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -100,7 +101,7 @@ def _structure(model: nn.Module) -> _Structure:
             layers = [layer for i in range(config.num_hidden_layers) for layer in groups[int(i / per_group)]]
             pooler = None
             if getattr(model, "pooler", None) is not None:
-                pooler = lambda first: model.pooler_activation(model.pooler(first))  # noqa: E731
+                pooler = lambda first: model.pooler_activation(model.pooler(first))
             return _Structure(model.embeddings, encoder.embedding_hidden_mapping_in, layers, pooler)
         if encoder is not None and hasattr(encoder, "layer"):
             layers = [_bert_layer(layer) for layer in encoder.layer]
@@ -116,7 +117,8 @@ def _structure(model: nn.Module) -> _Structure:
         "encoder.albert_layer_groups or transformer.layer (pass the base model, e.g. model.base_model)")
 
 
-def _ref(tensor: torch.Tensor) -> capi.TensorRef:
+def tensor_ref(tensor: torch.Tensor) -> capi.TensorRef:
+    """A contiguous tensor as the kernels take it (its data pointer, dtype and shape)."""
     if tensor.dtype not in _DTYPES:
         raise capi.InvalidKernelArgument(f"tensors of {tensor.dtype} are not taken by the bytetx kernels")
     if not tensor.is_contiguous():
@@ -188,8 +190,8 @@ class PaddingFreeEncoder(nn.Module):
         packed = embedded.new_empty(num_tokens, embedded.shape[2])
         cu_seqlens = torch.empty(batch + 1, dtype=torch.int32, device=embedded.device)
         token_offset = torch.empty(batch, seq_len, dtype=torch.int32, device=embedded.device)
-        kernels.remove_padding(device.code, _ref(embedded), _ref(mask), _ref(packed), _ref(cu_seqlens),
-                               _ref(token_offset), device.stream)
+        kernels.remove_padding(device.code, *map(tensor_ref, (embedded, mask, packed, cu_seqlens, token_offset)),
+                               device.stream)
         parts = self._parts
         hidden = parts.projection(packed) if parts.projection is not None else packed
         states = []
@@ -214,21 +216,29 @@ class PaddingFreeEncoder(nn.Module):
             raise TypeError(f"{type(self.model).__name__}'s embeddings take no {', '.join(dropped)}")
         return self._parts.embeddings(**{k: v for k, v in given.items() if v is not None})
 
-    @staticmethod
-    def _layer(layer: _Layer, hidden: torch.Tensor, cu_seqlens: torch.Tensor, token_offset: torch.Tensor,
+    def _layer(self, layer: _Layer, hidden: torch.Tensor, cu_seqlens: torch.Tensor, token_offset: torch.Tensor,
                kernels: capi.Kernels, device: _Device) -> torch.Tensor:
         qkv = nn.functional.linear(hidden, layer.qkv.weight)
-        context = hidden.new_empty(hidden.shape[0], layer.qkv.out_features // 3)
-        kernels.fused_mha(device.code, _ref(qkv), _ref(layer.qkv.bias), _ref(cu_seqlens), _ref(token_offset),
-                          layer.num_heads, layer.scale, _ref(context), device.stream)
+        context = self.attention(qkv, layer.qkv.bias, cu_seqlens, token_offset, layer.num_heads, layer.scale,
+                                 kernels, device)
         attended = layer.attention_norm(layer.attention_output(context) + hidden)
         return layer.output_norm(layer.output(layer.activation(layer.intermediate(attended))) + attended)
+
+    def attention(self, qkv: torch.Tensor, qkv_bias: torch.Tensor, cu_seqlens: torch.Tensor,
+                  token_offset: torch.Tensor, num_heads: int, scale: float | None, kernels: capi.Kernels,
+                  device: _Device) -> torch.Tensor:
+        """``FusedMHA``: ``qkv`` [T, 3H] (bias not yet added) -> context [T, H]. A subclass may put another
+        attention here (the GPU benchmark compares PyTorch's own padding-free attention this way)."""
+        context = qkv.new_empty(qkv.shape[0], qkv.shape[1] // 3)
+        kernels.fused_mha(device.code, *map(tensor_ref, (qkv, qkv_bias, cu_seqlens, token_offset)), num_heads, scale,
+                          tensor_ref(context), device.stream)
+        return context
 
     @staticmethod
     def _rebuild(packed: torch.Tensor, token_offset: torch.Tensor, kernels: capi.Kernels,
                  device: _Device) -> torch.Tensor:
         output = packed.new_empty(*token_offset.shape, packed.shape[1])
-        kernels.rebuild_padding(device.code, _ref(packed), _ref(token_offset), _ref(output), device.stream)
+        kernels.rebuild_padding(device.code, *map(tensor_ref, (packed, token_offset, output)), device.stream)
         return output
 
 

@@ -8,10 +8,10 @@ import ctypes
 
 import numpy as np
 import pytest
-
-from bytetx import kernels
 from fixtures import reference
 from fixtures.masks import make_mask
+
+from bytetx import kernels
 
 ATOL, RTOL = 1e-5, 1e-4
 

@@ -30,10 +30,8 @@ from fixtures.masks import make_mask
 from fixtures.reference import fused_mha
 
 from .harness import (
-    DeviceBuffer,
     Library,
     assert_bits_equal,
-    assert_close,
     assert_close_lowp,
     check_guards,
 )
@@ -111,19 +109,19 @@ def check_remove_padding(
 
     if mask_type == "bits":
         words = mask_words(mask)
-        mask_buffer = DeviceBuffer("mask words", words.nbytes)
+        mask_buffer = lib.buffers("mask words", words.nbytes)
         status = lib.call("emu_upload_mask_bits", words, batch * seq_len, mask_buffer)
         assert status == 0, f"UploadMaskBits returned {status}: {lib.last_error()}"
         check_guards(mask_buffer)
         assert_bits_equal(mask_buffer.read(np.uint32, words.shape), words, "UploadMaskBits words")
     else:
-        mask_buffer = DeviceBuffer.of(
+        mask_buffer = lib.buffers.of(
             "attention_mask", mask.astype(np.int32 if mask_type == "int32" else np.int64)
         )
-    input_buffer = DeviceBuffer.of("input", x, offset)
-    packed = DeviceBuffer.empty("packed", (rows, hidden), dt, offset)
-    cu = DeviceBuffer.empty("cu_seqlens", (batch + 1,), np.int32)
-    offsets = DeviceBuffer.empty("token_offset", (batch * seq_len,), np.int32)
+    input_buffer = lib.buffers.of("input", x, offset)
+    packed = lib.buffers.empty("packed", (rows, hidden), dt, offset)
+    cu = lib.buffers.empty("cu_seqlens", (batch + 1,), np.int32)
+    offsets = lib.buffers.empty("token_offset", (batch * seq_len,), np.int32)
     lib.launch(
         "emu_remove_padding",
         code,
@@ -170,13 +168,13 @@ def check_rebuild_padding(
     rng = np.random.default_rng(seed)
     code, dt = DTYPES[dtype]
     mask = make_mask(batch, seq_len, mask_kind, rng)
-    cu_ref, offsets_ref = cpu_layout(lib, mask)
+    _, offsets_ref = cpu_layout(lib, mask)
     tokens = int(mask.sum())
     packed = rng.standard_normal((tokens, hidden)).astype(dt)
 
-    packed_buffer = DeviceBuffer.of("packed", packed, offset)
-    offsets = DeviceBuffer.of("token_offset", offsets_ref)
-    output = DeviceBuffer.empty("output", (batch, seq_len, hidden), dt, offset)
+    packed_buffer = lib.buffers.of("packed", packed, offset)
+    offsets = lib.buffers.of("token_offset", offsets_ref)
+    output = lib.buffers.empty("output", (batch, seq_len, hidden), dt, offset)
     lib.launch("emu_rebuild_padding", code, packed_buffer, offsets, tokens, batch, seq_len, hidden, output)
     check_guards(packed_buffer, offsets, output)
 
@@ -226,10 +224,10 @@ def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: 
     scale = case.scale if case.scale is not None else 1.0 / math.sqrt(d)
     cu_seqlens = np.concatenate([[0], np.cumsum(case.lengths)]).astype(np.int32)
 
-    qkv_buffer = DeviceBuffer.of("qkv", qkv)
-    bias_buffer = DeviceBuffer.of("qkv_bias", bias)
-    cu = DeviceBuffer.of("cu_seqlens", cu_seqlens)
-    context = DeviceBuffer.empty("context", (tokens, hidden), dt)
+    qkv_buffer = lib.buffers.of("qkv", qkv)
+    bias_buffer = lib.buffers.of("qkv_bias", bias)
+    cu = lib.buffers.of("cu_seqlens", cu_seqlens)
+    context = lib.buffers.empty("context", (tokens, hidden), dt)
     lib.launch(
         "emu_fused_mha", code, qkv_buffer, bias_buffer, cu, batch, seq_len, tokens, case.heads, d, scale, context,
         MHA_KERNELS[kernel],

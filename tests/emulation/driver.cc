@@ -1,15 +1,18 @@
-// C ABI for the emulated kernel tests (tests/kernels/test_emulated_*.py): each emu_* function fills a
-// launcher's params struct from plain arguments and calls the real launcher of plugins/kernels/
-// (compiled for the host emulation), each cpu_* function runs the CPU op of plugins/cpu/ for the
-// reference. Pointers are host memory, which is device memory under the emulation. Returns are
-// cudaError_t values (emu_*) or 0 / 1 for ok / error (cpu_*).
+// C ABI for the kernel tests (tests/kernels/test_emulated_*.py): each emu_* function fills a launcher's
+// params struct from plain arguments and calls the real launcher of plugins/kernels/, each cpu_*
+// function runs the CPU op of plugins/cpu/ for the reference. Built twice: for the host emulation
+// (device pointers are host memory) and, on a machine with a GPU, by nvcc for the real device (device
+// pointers are CUDA memory; launches go to the legacy default stream). Returns are cudaError_t values
+// (emu_*) or 0 / 1 for ok / error (cpu_*).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#ifdef BYTETX_CUDA_EMULATION
 #include "bytetx_emulation.h"
+#endif
 #include "cpu/fused_mha.h"
 #include "cpu/rebuild_padding.h"
 #include "cpu/remove_padding.h"
@@ -66,7 +69,13 @@ int ToInt(const bytetx::Status& status) { return status.ok() ? 0 : 1; }
 
 }  // namespace
 
-EMU_EXPORT const char* emu_last_launch_error() { return bytetx_emulation::LastLaunchError(); }
+EMU_EXPORT const char* emu_last_launch_error() {
+#ifdef BYTETX_CUDA_EMULATION
+  return bytetx_emulation::LastLaunchError();
+#else
+  return cudaGetErrorString(cudaPeekAtLastError());
+#endif
+}
 
 EMU_EXPORT int emu_remove_padding(int dtype, const void* input, const void* mask, int mask_type, int64_t batch,
                                   int64_t seq_len, int64_t hidden, int64_t packed_rows, void* packed,

@@ -257,20 +257,25 @@ SIGNATURES = {
 
 
 class Library:
-    """The emulation library: ``call(name, *args)`` runs an exported function."""
+    """A kernel-test library: ``call(name, *args)`` runs an exported function; ``buffers`` is the kind of
+    device memory its kernels take (DeviceBuffer under the emulation, CudaBuffer on a GPU)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, buffers: type[DeviceBuffer],
+                 prefixes: tuple[str, ...] = ("emu_", "cpu_", "sample_")) -> None:
         self.path = path
+        self.buffers = buffers
         self._lib = ctypes.CDLL(str(path))
         for name, argtypes in SIGNATURES.items():
-            function = getattr(self._lib, name)
-            function.argtypes = argtypes
-            function.restype = _INT
+            if name.startswith(prefixes):
+                function = getattr(self._lib, name)
+                function.argtypes = argtypes
+                function.restype = _INT
         for name in ("emu_last_launch_error", "sample_last_launch_error"):
-            getattr(self._lib, name).restype = ctypes.c_char_p
+            if name.startswith(prefixes):
+                getattr(self._lib, name).restype = ctypes.c_char_p
 
     def call(self, name: str, *args):
-        """Calls an exported function; DeviceBuffers and (contiguous) NumPy arrays become pointers, held
+        """Calls an exported function; device buffers and (contiguous) NumPy arrays become pointers, held
         alive by ``args`` for the duration of the call."""
         converted = [
             a.ptr
@@ -301,7 +306,78 @@ class Library:
 
 @functools.cache
 def library(mutation: Mutation | None = None) -> Library:
-    return Library(build(mutation))
+    """The emulation library (of plugins/, or of a mutated copy)."""
+    return Library(build(mutation), DeviceBuffer)
+
+
+# ---- The GPU backend: the same driver and kernels built by nvcc for the device present ------------------
+
+
+def _nvcc() -> str | None:
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    fallback = Path("/usr/local/cuda/bin/nvcc")
+    return str(fallback) if fallback.is_file() else None
+
+
+@functools.cache
+def cuda_device_arch() -> str | None:
+    """sm_XY of the first CUDA device, or None without a device (or without torch to find it)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability(0)
+    return f"sm_{major}{minor}"
+
+
+def cuda_backend_missing() -> str | None:
+    """Why the GPU backend cannot run here, or None when it can."""
+    if cuda_device_arch() is None:
+        return "no CUDA device (through torch)"
+    if _nvcc() is None:
+        return "no nvcc"
+    return None
+
+
+@functools.cache
+def cuda_library() -> Library:
+    """The kernels and the driver built by nvcc for the present device: every emu_* case runs for real."""
+    arch = cuda_device_arch()
+    nvcc = _nvcc()
+    sources = [*kernel_sources(PLUGINS), *sorted((PLUGINS / "cpu").glob("*.cc")), EMULATION / "driver.cc"]
+    flags = ["-O2", "-std=c++17", f"-arch={arch}", "-Xcompiler", "-fPIC,-fvisibility=hidden,-fno-strict-aliasing",
+             f"-I{PLUGINS}"]
+    digest = _digest([" ".join(flags).encode()] + [source.read_bytes() for source in sources])
+    work = _build_dir().parent / f"gpu-tests-{arch}-{digest}"
+    library_path = work / "libbytetx_gpu_tests.so"
+    if not library_path.exists():
+        work.mkdir(parents=True, exist_ok=True)
+
+        def compile_one(source: Path) -> Path:
+            obj = work / (source.relative_to(ROOT).as_posix().replace("/", "_") + ".o")
+            # The driver launches the kernel templates itself (the FMA kernel as on sm_75): device code.
+            language = ["-x", "cu"] if source.suffix == ".cu" or source.name == "driver.cc" else []
+            result = subprocess.run([nvcc, *flags, *language, "-c", str(source), "-o", str(obj)],
+                                    capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise RuntimeError(f"nvcc failed on {source}:\n{result.stderr}")
+            return obj
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            objects = list(pool.map(compile_one, sources))
+        exports = work / "exports.map"
+        exports.write_text("{ global: emu_*; cpu_*; local: *; };\n")
+        staging = library_path.with_suffix(f".tmp{os.getpid()}.so")
+        result = subprocess.run([nvcc, "-shared", f"-arch={arch}", *map(str, objects), "-o", str(staging),
+                                 "-Xlinker", f"--version-script={exports}"], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"linking the GPU test library failed:\n{result.stderr}")
+        staging.rename(library_path)
+    return Library(library_path, CudaBuffer, prefixes=("emu_", "cpu_"))
 
 
 def _pattern(address: int, nbytes: int) -> np.ndarray:
@@ -315,14 +391,26 @@ class DeviceBuffer:
     def __init__(self, name: str, nbytes: int, offset: int = 0, data: np.ndarray | None = None) -> None:
         self.name = name
         self.nbytes = nbytes
-        self._raw = np.empty(nbytes + 2 * GUARD_BYTES + ALIGNMENT + offset, dtype=np.uint8)
-        base = self._raw.ctypes.data
-        self._start = GUARD_BYTES + (-(base + GUARD_BYTES)) % ALIGNMENT + offset
-        self._raw[:] = _pattern(base, self._raw.size)
+        self._size = nbytes + 2 * GUARD_BYTES + ALIGNMENT + offset
+        self._allocate()
+        self._start = GUARD_BYTES + (-(self._base + GUARD_BYTES)) % ALIGNMENT + offset
+        host = _pattern(self._base, self._size)
         if data is not None:
             raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
             assert raw.size == nbytes, f"{name}: {raw.size} bytes of data for a {nbytes}-byte buffer"
-            self._raw[self._start : self._start + nbytes] = raw
+            host[self._start : self._start + nbytes] = raw
+        self._upload(host)
+
+    # Storage: host memory, which the emulated kernels address directly.
+    def _allocate(self) -> None:
+        self._raw = np.empty(self._size, dtype=np.uint8)
+        self._base = self._raw.ctypes.data
+
+    def _upload(self, host: np.ndarray) -> None:
+        self._raw[:] = host
+
+    def _download(self) -> np.ndarray:
+        return self._raw
 
     @classmethod
     def of(cls, name: str, array: np.ndarray, offset: int = 0) -> DeviceBuffer:
@@ -334,24 +422,46 @@ class DeviceBuffer:
 
     @property
     def ptr(self) -> int:
-        return self._raw.ctypes.data + self._start
+        return self._base + self._start
 
     def read(self, dtype, shape: tuple[int, ...]) -> np.ndarray:
         count = int(np.prod(shape, dtype=np.int64))
-        data = self._raw[self._start : self._start + count * np.dtype(dtype).itemsize].copy()
+        data = self._download()[self._start : self._start + count * np.dtype(dtype).itemsize].copy()
         return data.view(dtype).reshape(shape)
 
     def check_guards(self) -> None:
-        base = self._raw.ctypes.data
+        raw = self._download()
         for lo, hi, where in (
             (0, self._start, "before"),
-            (self._start + self.nbytes, self._raw.size, "after"),
+            (self._start + self.nbytes, self._size, "after"),
         ):
-            bad = np.flatnonzero(self._raw[lo:hi] != _pattern(base + lo, hi - lo))
+            bad = np.flatnonzero(raw[lo:hi] != _pattern(self._base + lo, hi - lo))
             assert bad.size == 0, (
                 f"{self.name}: the kernel wrote {bad.size} bytes {where} the buffer "
                 f"(first at byte {lo + bad[0] - self._start} relative to its start)"
             )
+
+
+class CudaBuffer(DeviceBuffer):
+    """The same in CUDA device memory (a torch allocation), for the GPU backend. Reads synchronize the
+    device, so they see every launch before them."""
+
+    def _allocate(self) -> None:
+        import torch
+
+        self._raw = torch.empty(self._size, dtype=torch.uint8, device="cuda")
+        self._base = self._raw.data_ptr()
+
+    def _upload(self, host: np.ndarray) -> None:
+        import torch
+
+        self._raw.copy_(torch.from_numpy(host))
+
+    def _download(self) -> np.ndarray:
+        import torch
+
+        torch.cuda.synchronize()
+        return self._raw.cpu().numpy()
 
 
 def check_guards(*buffers: DeviceBuffer | None) -> None:

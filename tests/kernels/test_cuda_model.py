@@ -48,7 +48,6 @@ def cuda_session(model_bytes: bytes, **provider_options: str):
 
 def reference_outputs(loaded, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     import torch
-
     from bytetx.exporter.verify import run_torch
 
     if not torch.cuda.is_available():
@@ -127,7 +126,6 @@ def test_whole_session_run_is_captured_as_a_cuda_graph(cuda_ready, exported):
     when an op synchronizes or allocates. A captured graph keeps the shapes of its capture, and T is
     a shape that comes from the mask, so one graph serves one mask (docs/ops.md)."""
     import onnxruntime as ort
-
     from bytetx.exporter.verify import make_feeds, ragged_mask, run_onnx, valid_token_diff
 
     loaded, rewritten = exported("bert")

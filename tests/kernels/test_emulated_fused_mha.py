@@ -54,11 +54,6 @@ def _params():
             yield pytest.param(case, dtype, kernel, id=f"{name}-{dtype}-{kernel}")
 
 
-@pytest.fixture(scope="module")
-def lib() -> Library:
-    return harness.library()
-
-
 @pytest.mark.parametrize(("case", "dtype", "kernel"), list(_params()))
 def test_fused_mha(lib, case, dtype, kernel):
     checks.check_fused_mha(lib, case, dtype, kernel, seed=sum(case.lengths) + case.heads)
@@ -95,10 +90,10 @@ def _launch(
 ) -> tuple[int, list[DeviceBuffer]]:
     code, dt = checks.DTYPES[dtype]
     tokens, hidden = sum(lengths), heads * head_size
-    qkv = DeviceBuffer.of("qkv", np.ones((tokens, 3 * hidden), dt), qkv_offset)
-    bias = DeviceBuffer.of("qkv_bias", np.zeros(3 * hidden, dt))
-    cu = DeviceBuffer.of("cu_seqlens", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
-    context = DeviceBuffer.empty("context", (tokens, hidden), dt)
+    qkv = lib.buffers.of("qkv", np.ones((tokens, 3 * hidden), dt), qkv_offset)
+    bias = lib.buffers.of("qkv_bias", np.zeros(3 * hidden, dt))
+    cu = lib.buffers.of("cu_seqlens", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    context = lib.buffers.empty("context", (tokens, hidden), dt)
     status = lib.call(
         "emu_fused_mha", code, qkv, bias, cu, len(lengths), seq_len, tokens, heads, head_size,
         1 / math.sqrt(head_size), context, checks.MHA_KERNELS[kernel],
@@ -123,9 +118,9 @@ def test_launcher_refuses(lib, dtype, kernel, lengths, seq_len, head_size, qkv_o
 
 def test_launcher_refuses_a_missing_bias(lib):
     code, dt = checks.DTYPES["float16"]
-    qkv = DeviceBuffer.of("qkv", np.ones((4, 3 * 64), dt))
-    cu = DeviceBuffer.of("cu_seqlens", np.array([0, 4], np.int32))
-    context = DeviceBuffer.empty("context", (4, 64), dt)
+    qkv = lib.buffers.of("qkv", np.ones((4, 3 * 64), dt))
+    cu = lib.buffers.of("cu_seqlens", np.array([0, 4], np.int32))
+    context = lib.buffers.empty("context", (4, 64), dt)
     status = lib.call("emu_fused_mha", code, qkv, None, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"])
     assert status == 1  # cudaErrorInvalidValue
 
@@ -139,10 +134,10 @@ def test_broken_cu_seqlens_stay_in_bounds(lib, dtype, kernel):
     clamp them, so results are unspecified but no memory outside the tensors is written."""
     code, dt = checks.DTYPES[dtype]
     seq_len, rows, heads, head_size = 16, 40, 2, 32
-    qkv = DeviceBuffer.of("qkv", np.ones((rows, 3 * heads * head_size), dt))
-    bias = DeviceBuffer.of("qkv_bias", np.zeros(3 * heads * head_size, dt))
-    cu = DeviceBuffer.of("cu_seqlens", np.array([0, 30, 36, 90], np.int32))
-    context = DeviceBuffer.empty("context", (rows, heads * head_size), dt)
+    qkv = lib.buffers.of("qkv", np.ones((rows, 3 * heads * head_size), dt))
+    bias = lib.buffers.of("qkv_bias", np.zeros(3 * heads * head_size, dt))
+    cu = lib.buffers.of("cu_seqlens", np.array([0, 30, 36, 90], np.int32))
+    context = lib.buffers.empty("context", (rows, heads * head_size), dt)
     lib.launch(
         "emu_fused_mha", code, qkv, bias, cu, 3, seq_len, rows, heads, head_size, 0.5, context,
         checks.MHA_KERNELS[kernel],

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from emulation import checks, harness
-from emulation.harness import DeviceBuffer, Library
 
 pytestmark = pytest.mark.skipif(not harness.have_compiler(), reason="no C++ compiler for the CUDA emulation")
 
@@ -28,11 +27,6 @@ SHAPES = {
     "seq_len_0": (4, 0, 8, "full"),
     "batch_0": (0, 5, 8, "full"),
 }
-
-
-@pytest.fixture(scope="module")
-def lib() -> Library:
-    return harness.library()
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
@@ -94,9 +88,9 @@ def test_rebuild_padding_skips_out_of_range_offsets(lib):
     packed = rng.standard_normal((tokens, hidden)).astype(np.float32)
     broken = offsets.copy()
     broken[0], broken[tokens - 1] = -5, batch * seq_len + 100
-    packed_buffer = DeviceBuffer.of("packed", packed)
-    offset_buffer = DeviceBuffer.of("token_offset", broken)
-    output = DeviceBuffer.empty("output", (batch, seq_len, hidden), np.float32)
+    packed_buffer = lib.buffers.of("packed", packed)
+    offset_buffer = lib.buffers.of("token_offset", broken)
+    output = lib.buffers.empty("output", (batch, seq_len, hidden), np.float32)
     lib.launch(
         "emu_rebuild_padding", 0, packed_buffer, offset_buffer, tokens, batch, seq_len, hidden, output
     )

@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from bytetx import kernels
 from bytetx.exporter.verify import make_feeds
-from bytetx.torch import UnsupportedEncoderError, padding_free
 from fixtures.masks import make_mask
 from fixtures.tiny_models import TINY_MODEL_TYPES
+
+from bytetx import kernels
+from bytetx.torch import UnsupportedEncoderError, padding_free
 
 TOLERANCE = 1e-4
 BATCH_INVARIANCE_TOLERANCE = 1e-5
@@ -109,6 +109,7 @@ def test_hidden_states_and_tuple_outputs(tiny_model_dirs):
     for got, want in zip(ours.hidden_states, expected.hidden_states):
         assert (got - want)[valid].abs().max() <= TOLERANCE and not got[~valid].any()
     last, pooled = padding_free(model)(**feeds, return_dict=False)
+    torch.testing.assert_close(pooled, ours.pooler_output, rtol=0, atol=0)
     torch.testing.assert_close(last, ours.last_hidden_state, rtol=0, atol=0)
 
 
@@ -117,7 +118,7 @@ def test_errors_name_the_problem(tiny_model_dirs):
     feeds = feeds_for(model, make_mask(2, 8, "right", seed=0), seed=0)
     with pytest.raises(TypeError, match="do not support output_attentions"):
         padding_free(model)(**feeds, output_attentions=True)
-    with pytest.raises(kernels.InvalidKernelArgument, match="FusedMHA: input 'qkv' must be float32, but it is float16"):
+    with pytest.raises(kernels.InvalidKernelArgument, match="RemovePadding: input 'input' must be float32, but it is float16"):
         padding_free(model.half())(**feeds)
     with pytest.raises(ValueError, match="call model.eval"):
         padding_free(model.float().train())
@@ -154,3 +155,28 @@ def test_cuda_matches_hugging_face(model_type, dtype, tiny_model_dirs, monkeypat
         token, padding, _ = max_diffs(wrapped(**feeds), exact, mask)
         budget = TOLERANCE if dtype == torch.float32 else 2 * max_diffs(hf_lowp, exact, mask)[0] + CUDA_TOLERANCE[dtype]
         assert token <= budget and padding == 0.0, (model_type, dtype, kind, token, budget)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_cuda_bert_base_ragged_16x512(dtype, tmp_path_factory, monkeypatch):
+    """A BERT-base-sized model (random weights) on ragged batches up to 16 x 512, the paper's shapes."""
+    from transformers import BertConfig, BertModel
+
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    folder = tmp_path_factory.mktemp("bert-base")
+    torch.manual_seed(0)
+    BertModel(BertConfig()).save_pretrained(folder)
+    reference = load(folder, torch.float32, "cuda")
+    lowp = load(folder, dtype, "cuda")
+    wrapped = padding_free(lowp)
+    for batch, seq_len, kind, seed in [(16, 512, "right", 0), (16, 128, "holes", 1), (3, 300, "left", 2)]:
+        mask = make_mask(batch, seq_len, kind, seed)
+        feeds = feeds_for(reference, mask, seed, "cuda")
+        with torch.no_grad():
+            exact, hf_lowp = reference(**feeds), lowp(**feeds)
+        token, padding, _ = max_diffs(wrapped(**feeds), exact, mask)
+        budget = TOLERANCE if dtype == torch.float32 else 2 * max_diffs(hf_lowp, exact, mask)[0] + CUDA_TOLERANCE[dtype]
+        assert token <= budget and padding == 0.0, (dtype, kind, token, budget)
