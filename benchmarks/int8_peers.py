@@ -131,7 +131,7 @@ def gemm_peaks(threads: int, m: int = 2048, k: int = 768) -> dict[str, float]:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         session = ort.InferenceSession(model.SerializeToString(), session_options(threads),
                                        providers=["CPUExecutionProvider"])
-        seconds = statistics.median(timed(lambda: session.run(None, {"A": a}), 0.3, 1.0))
+        seconds = statistics.median(timed(lambda s=session, x=a: s.run(None, {"A": x}), 0.3, 1.0))
         peaks[name] = 2 * m * k * n / seconds / 1e9
     return peaks
 
@@ -178,14 +178,14 @@ def main() -> None:
     import os
 
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    import bytetx
-    from bytetx.cli import bundled_model_dir
     from bytetx.exporter import export_to_onnx, load_hf_model
     from bytetx.exporter.int8 import quality_check, to_int8
     from bytetx.exporter.verify import make_feeds, ragged_mask
     from bytetx.graph_rewrite import rewrite_padding_free
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    import bytetx
+    from bytetx.cli import bundled_model_dir
 
     threads = args.threads or os.cpu_count() or 1
     workdir = Path(tempfile.mkdtemp(prefix="bytetx-int8-peers-"))
@@ -235,10 +235,10 @@ def main() -> None:
         feeds = make_feeds(loaded.input_names, mask, config.vocab_size, loaded.pad_token_id,
                            getattr(config, "type_vocab_size", 1))
         runs = {"bytetx fp32": padded(hidden["bytetx fp32"], feeds), "bytetx int8": padded(hidden["bytetx int8"], feeds)}
-        for name in hidden:
+        for name, run in hidden.items():
             if not name.startswith("bytetx"):
-                runs[f"{name}, padded"] = padded(hidden[name], feeds)
-                runs[f"{name}, per sequence"] = per_sequence(hidden[name], feeds, lengths)
+                runs[f"{name}, padded"] = padded(run, feeds)
+                runs[f"{name}, per sequence"] = per_sequence(run, feeds, lengths)
         runs["ort int8 (Optimum), sorted 4"] = length_sorted(hidden["ort int8 (Optimum)"], feeds, lengths)
         medians = interleaved(runs, args.budget)
         fastest_peer = min(v for k, v in medians.items() if not k.startswith("bytetx"))
