@@ -16,9 +16,6 @@ import math
 import numpy as np
 import onnx
 import pytest
-
-import bytetx
-from bytetx.cli import main
 from bytetx.exporter import export_to_onnx, load_hf_model
 from bytetx.exporter.int8 import (
     onnx_runner,
@@ -31,6 +28,9 @@ from bytetx.exporter.int8 import (
 from bytetx.exporter.verify import make_feeds, ragged_lengths, ragged_mask, run_onnx
 from bytetx.graph_rewrite import rewrite_padding_free
 from fixtures.tiny_models import TINY_MODEL_TYPES
+
+import bytetx
+from bytetx.cli import main
 
 UINT8_NOISE = 255 * math.sqrt(12)
 SAFETY = 16
