@@ -87,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the output folder's absolute path)")
     parser.add_argument("--triton-max-batch-size", type=int, default=64,
                         help="sequences per dynamic batch (default: 64)")
-    parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
-                        help="weights and activations; fp16 needs a GPU target (default: fp32)")
+    parser.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
+                        help="weights and activations; fp16 needs a GPU target, int8 the CPU target (default: fp32)")
+    parser.add_argument("--min-cosine", type=float,
+                        help="int8: the smallest mean-pooled cosine to the float32 model allowed on any sentence "
+                        "of the check; below it nothing is written (default: 0.99)")
     parser.add_argument("--trt-profile", type=_shape_profile, metavar="MIN,OPT,MAX",
                         help="TensorRT optimization profile as BxS triples, e.g. 1x1,8x128,32x512 (the default)")
     parser.add_argument("--trt-plugins", choices=["dynamic", "static"], default="dynamic",
@@ -160,6 +163,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
     if args.precision == "fp16" and args.target == "ort-cpu":
         raise ExportError("--precision fp16 needs --target ort-cuda or tensorrt: the CPU ops compute in float32")
+    min_cosine = _int8_options(args)
     demo = args.source is None
     source = bundled_model_dir() if demo else Path(args.source)
     name = DEMO_MODEL_NAME if demo else (source.name if source.is_dir() else source.stem)
@@ -194,7 +198,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         for report in reports:
             console.print(str(report), highlight=False)
 
-        if args.verify:
+        if args.precision == "int8":
+            status.update("quantizing to int8 and measuring its quality on the sentence set")
+            rewritten = _quantize_checked(original, rewritten, loaded, source, min_cosine, console)
+        elif args.verify:
             status.update("verifying on ragged batches")
             for line in _verify(original, rewritten, loaded, args.tolerance):
                 console.print(line, highlight=False)
@@ -240,6 +247,48 @@ def _export_triton(args: argparse.Namespace, source: Path, console: Console) -> 
     console.print(f"wrote the Triton model repository {output} ({args.triton_backend} backend, "
                   f"{args.triton_device}); {output / 'README.md'} says how to serve it", highlight=False)
     return 0
+
+
+def _int8_options(args: argparse.Namespace) -> float:
+    """The int8 quality bound, after checking that the int8 options fit together."""
+    from bytetx.exporter import ExportError
+    from bytetx.exporter.quality import DEFAULT_MIN_COSINE
+
+    if args.precision != "int8":
+        if args.min_cosine is not None:
+            raise ExportError("--min-cosine applies to --precision int8 only")
+        return DEFAULT_MIN_COSINE
+    if args.target != "ort-cpu":
+        raise ExportError(f"--precision int8 needs --target ort-cpu (got {args.target}): the int8 GEMMs are "
+                          "ONNX Runtime's CPU kernels")
+    if not args.verify:
+        raise ExportError("--precision int8 cannot skip verification: its quality check also chooses which "
+                          "GEMMs stay float32")
+    min_cosine = DEFAULT_MIN_COSINE if args.min_cosine is None else args.min_cosine
+    if not 0.0 < min_cosine <= 1.0:  # also refuses NaN
+        raise ExportError(f"--min-cosine must lie in (0, 1], got {min_cosine:g}")
+    return min_cosine
+
+
+def _quantize_checked(original, rewritten, loaded, source: Path, min_cosine: float, console: Console):
+    """The int8 model, or VerificationError when even the best recipe stays below ``min_cosine``."""
+    from bytetx.exporter.int8 import quality_check, to_int8
+
+    try:
+        check = quality_check(original, rewritten, loaded, source)
+        result = to_int8(rewritten, check, min_cosine)
+    except _ort_errors() as error:
+        raise VerificationError(f"ONNX Runtime failed while quantizing: {str(error).strip()}; "
+                                "the model was not written") from None
+    kept = ", ".join(result.float32_matmuls) if result.float32_matmuls else "none"
+    line = f"int8 {result.report}"
+    if not result.report.passed:
+        raise VerificationError(line + "; the model was not written")
+    console.print(f"quantized {result.quantized_matmuls} MatMuls to int8 (ONNX Runtime dynamic quantization, "
+                  f"per-channel weights); float32 kept for the pooler and {len(result.float32_matmuls)} "
+                  f"MatMul(s): {kept}", highlight=False)
+    console.print(line, highlight=False)
+    return result.model
 
 
 def _print_trtexec_command(model, output: Path, args: argparse.Namespace, console: Console) -> None:
