@@ -16,7 +16,6 @@ See benchmarks/README.md for what is measured and how.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
@@ -109,15 +108,6 @@ OURS = harness.Runner("bytetx", "ours", "bytetx padding-free rewrite of the plai
 QUICK_SKIPPED_BASELINES = ("torch-eager",)
 
 
-def ort_session_options(threads: int) -> ort.SessionOptions:
-    """The options of every ONNX Runtime session here: ``threads`` intra-op threads, ORT_ENABLE_ALL."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return options
-
-
 @dataclass
 class ModelUnderTest:
     """One model ready to run: its PyTorch modules and ONNX Runtime sessions, by baseline family."""
@@ -128,20 +118,6 @@ class ModelUnderTest:
     torch_models: dict[str, torch.nn.Module]  # by attention implementation: "eager", "sdpa"
     sessions: dict[str, ort.InferenceSession]  # "ort", "ort-fused", "bytetx"
     fused_ops: dict[str, int] = field(default_factory=dict)
-
-
-def fuse_with_ort_optimizer(
-    plain: onnx.ModelProto, dims: harness.ModelDims, workdir: Path
-) -> tuple[bytes, dict[str, int]]:
-    """The plain export through ``optimize_model(model_type="bert")``: model bytes, fused op counts."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
-    path = workdir / "plain.onnx"
-    onnx.save(plain, path)
-    optimized = optimize_model(str(path), model_type="bert", num_heads=dims.heads, hidden_size=dims.hidden)
-    counts = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
-    return optimized.model.SerializeToString(), counts
 
 
 def prepare_model(source: ModelSource, baselines: Sequence[str], threads: int, workdir: Path,
@@ -164,15 +140,15 @@ def prepare_model(source: ModelSource, baselines: Sequence[str], threads: int, w
     report(f"{source.name}: bytetx rewrite")
     rewritten, _ = rewrite_padding_free(plain)
     sessions = {
-        "ort": ort.InferenceSession(plain.SerializeToString(), ort_session_options(threads),
+        "ort": ort.InferenceSession(plain.SerializeToString(), harness.ort_session_options(threads),
                                     providers=["CPUExecutionProvider"]),
-        "bytetx": bytetx.InferenceSession(rewritten.SerializeToString(), ort_session_options(threads)),
+        "bytetx": bytetx.InferenceSession(rewritten.SerializeToString(), harness.ort_session_options(threads)),
     }
     fused_ops: dict[str, int] = {}
     if any(name.startswith("ort-fused") for name in baselines):
         report(f"{source.name}: onnxruntime.transformers optimize_model")
-        fused, fused_ops = fuse_with_ort_optimizer(plain, dims, workdir)
-        sessions["ort-fused"] = ort.InferenceSession(fused, ort_session_options(threads),
+        fused, fused_ops = harness.fuse_with_ort_optimizer(plain, dims, workdir)
+        sessions["ort-fused"] = ort.InferenceSession(fused, harness.ort_session_options(threads),
                                                      providers=["CPUExecutionProvider"])
     return ModelUnderTest(source.name, dims, harness.ModelInputs.of(eager), torch_models, sessions, fused_ops)
 
@@ -298,7 +274,7 @@ def measure_gemm_peak(shapes: Sequence[tuple[int, int, int]], threads: int, poli
                       on_measured: Callable[[], None]) -> list[dict[str, Any]]:
     """Per (M, K, N): ONNX Runtime MatMul median ms and GFLOP/s (2*M*N*K / median time)."""
     def matmul_run(m: int, k: int, n: int) -> harness.Run:
-        session = ort.InferenceSession(matmul_model(m, k, n), ort_session_options(threads),
+        session = ort.InferenceSession(matmul_model(m, k, n), harness.ort_session_options(threads),
                                        providers=["CPUExecutionProvider"])
         activations = np.random.default_rng(1).standard_normal((m, k), dtype=np.float32)
         return onnx_run(session, {"A": activations})

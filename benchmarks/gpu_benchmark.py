@@ -481,7 +481,7 @@ def run_workload(workload: harness.Workload, model: ModelUnderTest, runners: Seq
             prepared.run()
             diffs[name] = valid_max_diff(prepared.hidden(), expected, batch.mask)
             timings[name] = harness.measure(prepared.run, policy)
-        except Exception as error:  # one runner's failure (e.g. out of memory) must not end the run
+        except Exception as error:  # noqa: BLE001 - one runner's failure (e.g. out of memory) must not end the run
             failures[name] = f"{type(error).__name__}: {error}"
         on_measured(name)
     return WorkloadResult(workload, [int(n) for n in batch.lengths], batch.padded_length,
@@ -512,10 +512,10 @@ def markdown_report(report: dict[str, Any]) -> str:
     ours = [name for name in runners if RUNNERS[name].kind == "ours"]
     lines = [
         "# bytetx GPU benchmark", "",
-        f"{env['gpu']} (sm {env['compute_capability']}), {env['precision']}; torch {env['torch']}, "
-        f"onnxruntime {env['onnxruntime']}, TensorRT {env.get('tensorrt', '-')}; {env['date']}.",
-        f"{env['precision']} GEMM peak (torch.matmul, best of {len(peak['shapes'])} shapes): "
-        f"**{peak['peak_gflops'] / 1e3:.1f} TFLOP/s**.", "",
+        (f"{env['gpu']} (sm {env['compute_capability']}), {env['precision']}; torch {env['torch']}, "
+        f"onnxruntime {env['onnxruntime']}, TensorRT {env.get('tensorrt', '-')}; {env['date']}."),
+        (f"{env['precision']} GEMM peak (torch.matmul, best of {len(peak['shapes'])} shapes): "
+        f"**{peak['peak_gflops'] / 1e3:.1f} TFLOP/s**."), "",
     ]
     for name, reason in report["left_out"].items():
         lines.append(f"- left out `{name}`: {reason}")
@@ -648,8 +648,8 @@ def run_benchmark(workloads: Sequence[harness.Workload], runners: Sequence[str],
                     continue
                 label = f"{name} b{workload.batch} L{workload.max_length} {workload.distribution}"
                 result = run_workload(workload, model, runners, policy,
-                                      lambda runner: progress.update(task, advance=1,
-                                                                     description=f"{label}: {runner} done"))
+                                      lambda runner, label=label: progress.update(
+                                          task, advance=1, description=f"{label}: {runner} done"))
                 latencies = ", ".join(f"{n} {t.median_ms:.2f}" for n, t in result.timings.items())
                 progress.console.print(f"{label}: median ms {latencies}", highlight=False)
                 results.append(result)

@@ -241,6 +241,38 @@ def best_shape(shapes: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# ONNX Runtime sessions and its own transformer fusions (the padded peers)
+# --------------------------------------------------------------------------------------------
+
+def ort_session_options(threads: int) -> Any:
+    """The options of every ONNX Runtime session of the benchmarks: ``threads`` intra-op threads,
+    ORT_ENABLE_ALL, warnings off."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
+def fuse_with_ort_optimizer(plain: Any, dims: ModelDims, workdir: Path) -> tuple[bytes, dict[str, int]]:
+    """A plain export through ONNX Runtime's ``optimize_model(model_type="bert")`` (what a user of
+    ONNX Runtime runs, padded): model bytes and the fused op counts."""
+    import logging
+
+    import onnx
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+    path = workdir / "plain.onnx"
+    onnx.save(plain, path)
+    optimized = optimize_model(str(path), model_type="bert", num_heads=dims.heads, hidden_size=dims.hidden)
+    counts = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
+    return optimized.model.SerializeToString(), counts
+
+
+# --------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------
 
@@ -427,12 +459,24 @@ def plot_panels(records: Sequence[dict[str, Any]], path: Path, ylabel: str,
             draw(axis, sorted((r for r in records if (r["model"], r["batch"]) == (model, batch)),
                               key=lambda r: r["max_length"]))
             axis.axhline(1.0, color="grey", linewidth=0.8)
-            axis.set_xscale("log", base=2)
-            axis.set_xticks(max_lengths, [str(n) for n in max_lengths])
-            axis.set_xlabel("max length")
-            axis.set_ylabel(ylabel)
-            axis.set_title(f"{model}, batch {batch}")
-            axis.grid(alpha=0.3)
+            style_axis(axis, max_lengths, "max length", ylabel, f"{model}, batch {batch}")
+    save_figure(figure, axes, path)
+
+
+def style_axis(axis: Any, ticks: Sequence[int], xlabel: str, ylabel: str, title: str) -> None:
+    """A panel against a power-of-two quantity (max length, clients): log-2 x axis with ``ticks``."""
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(list(ticks), [str(n) for n in ticks])
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+
+
+def save_figure(figure: Any, axes: Any, path: Path) -> None:
+    """The legend on the first panel, then the PNG."""
+    import matplotlib.pyplot as plt
+
     axes[0][0].legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)

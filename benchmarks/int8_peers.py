@@ -12,13 +12,11 @@ beside the int8 and float32 GEMM peaks measured in the same run.
     pip install ".[bench]"
     python benchmarks/int8_peers.py --model minilm-l6 --max-lengths 128,512
 
-The builders below are self-contained functions so that they can move into the shared benchmark module.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import statistics
 import tempfile
@@ -27,6 +25,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import harness
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -35,24 +34,13 @@ Run = Callable[[], object]
 Hidden = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
-def session_options(threads: int) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return options
-
-
-def ort_int8_optimum_style(plain: onnx.ModelProto, heads: int, hidden: int, workdir: Path) -> bytes:
+def ort_int8_optimum_style(plain: onnx.ModelProto, dims: harness.ModelDims, workdir: Path) -> bytes:
     """Optimum's ``AutoQuantizationConfig.avx512_vnni(is_static=False)`` on the fused export, as
     sentence-transformers' ``export_dynamic_quantized_onnx_model`` runs it."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.optimizer import optimize_model
 
-    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
-    onnx.save(plain, workdir / "plain.onnx")
-    optimize_model(str(workdir / "plain.onnx"), model_type="bert", num_heads=heads,
-                   hidden_size=hidden).save_model_to_file(str(workdir / "fused.onnx"))
+    fused, _ = harness.fuse_with_ort_optimizer(plain, dims, workdir)
+    (workdir / "fused.onnx").write_bytes(fused)
     quantize_dynamic(workdir / "fused.onnx", workdir / "fused.int8.onnx", per_channel=False, reduce_range=False,
                      weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Attention", "Gemm"],
                      # shape inference stops at the contrib ops of the fused model
@@ -129,7 +117,7 @@ def gemm_peaks(threads: int, m: int = 2048, k: int = 768) -> dict[str, float]:
         graph = helper.make_graph([node], "peak", [helper.make_tensor_value_info("A", a_type, [m, k])],
                                   [helper.make_tensor_value_info("Y", y_type, [m, n])], weights)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        session = ort.InferenceSession(model.SerializeToString(), session_options(threads),
+        session = ort.InferenceSession(model.SerializeToString(), harness.ort_session_options(threads),
                                        providers=["CPUExecutionProvider"])
         seconds = statistics.median(timed(lambda s=session, x=a: s.run(None, {"A": x}), 0.3, 1.0))
         peaks[name] = 2 * m * k * n / seconds / 1e9
@@ -209,11 +197,11 @@ def main() -> None:
                                                                return_tensors="np").items()}
                    for i in range(0, 160, 16)]
     hidden: dict[str, Hidden] = {
-        "bytetx fp32": onnx_hidden(bytetx.InferenceSession(rewritten.SerializeToString(), session_options(threads))),
-        "bytetx int8": onnx_hidden(bytetx.InferenceSession(int8.model.SerializeToString(), session_options(threads))),
+        "bytetx fp32": onnx_hidden(bytetx.InferenceSession(rewritten.SerializeToString(), harness.ort_session_options(threads))),
+        "bytetx int8": onnx_hidden(bytetx.InferenceSession(int8.model.SerializeToString(), harness.ort_session_options(threads))),
         "ort int8 (Optimum)": onnx_hidden(ort.InferenceSession(
-            ort_int8_optimum_style(plain, config.num_attention_heads, config.hidden_size, workdir),
-            session_options(threads), providers=["CPUExecutionProvider"])),
+            ort_int8_optimum_style(plain, harness.ModelDims.of(config), workdir),
+            harness.ort_session_options(threads), providers=["CPUExecutionProvider"])),
         "openvino f32": openvino_hidden(openvino_compiled(workdir / "plain.onnx", threads, "f32")),
         "openvino default": openvino_hidden(openvino_compiled(workdir / "plain.onnx", threads, None)),
     }

@@ -284,8 +284,8 @@ def _quantize_checked(original, rewritten, loaded, source: Path, min_cosine: flo
     line = f"int8 {result.report}"
     if not result.report.passed:
         raise VerificationError(line + "; the model was not written")
-    console.print(f"quantized {result.quantized_matmuls} MatMuls to int8 (ONNX Runtime dynamic quantization, "
-                  f"per-channel weights); float32 kept for the pooler and {len(result.float32_matmuls)} "
+    console.print(f"quantized {result.quantized_matmuls} MatMuls to int8 (SmoothQuant smoothing, then ONNX Runtime "
+                  f"dynamic quantization with per-channel weights); float32 kept for the pooler and {len(result.float32_matmuls)} "
                   f"MatMul(s): {kept}", highlight=False)
     console.print(line, highlight=False)
     return result.model

@@ -1,12 +1,16 @@
-"""int8 for the CPU: ONNX Runtime's dynamic quantization of the padding-free graph.
+"""int8 for the CPU: smoothing, then ONNX Runtime's dynamic quantization of the padding-free graph.
 
-The recipe (docs/int8.md has the measurements behind it): ``onnxruntime.quantization.quantize_dynamic``
-with per-channel signed int8 weights on the encoder's MatMuls, which ONNX Runtime fuses into
-``DynamicQuantizeMatMul`` (u8 x s8 on AVX512-VNNI); activations get one dynamic range per call, over
-all packed tokens. The pooler, the embeddings and FusedMHA stay float32. GEMMs whose inputs have
-the widest range relative to their typical value lose most to that one range; they stay float32,
-the fewest that keep the quality above the required minimum (a search measured with
-:class:`~bytetx.exporter.quality.QualityCheck`).
+The recipe (docs/int8.md has the measurements behind it): first SmoothQuant's equivalence transform
+(Xiao et al., 2023) on every quantized GEMM, ``x @ W = (x / s) @ (s W)`` with one factor per input
+channel, ``s = max|x|^alpha / max|W|^(1 - alpha)``, so that the outlier channels of the activations
+hand part of their range to the weights; the division is a ``Mul`` on the packed activations, the
+product is folded into the weights, and the float32 model computes the same up to rounding. Then
+``onnxruntime.quantization.quantize_dynamic`` with per-channel signed int8 weights on the encoder's
+MatMuls, which ONNX Runtime fuses into ``DynamicQuantizeMatMul`` (u8 x s8 on AVX512-VNNI);
+activations get one dynamic range per call, over all packed tokens. The pooler, the embeddings and
+FusedMHA stay float32. GEMMs whose (smoothed) inputs have the widest range relative to their typical
+value lose most to that one range; they stay float32, unsmoothed, the fewest that keep the quality
+above the required minimum (a search measured with :class:`~bytetx.exporter.quality.QualityCheck`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from .quality import (
     QualityCheck,
@@ -33,6 +38,10 @@ from .quality import (
 from .verify import vocab_size_of
 
 QUANTIZED_OP = "MatMul"
+# SmoothQuant's migration strength: 0.7 kept the fewest GEMMs float32 on the sentence set for MiniLM
+# (2 of 24, against 4 at 0.5 and 3 at 0.8; docs/int8.md).
+SMOOTHING_ALPHA = 0.7
+SMOOTHING_SUFFIX = "/smooth_quant"
 
 
 @dataclass
@@ -41,6 +50,12 @@ class Int8Result:
     float32_matmuls: list[str]  # MatMul nodes kept in float32, widest input range first
     quantized_matmuls: int
     report: QualityReport
+    smoothing: dict[str, np.ndarray]  # per quantized MatMul: its input channels' factors s
+
+    def apply(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        """The same recipe on another flavour of the model with the same MatMuls and weights (the
+        packed-input flavour): smoothing, then int8 for all but the float32 GEMMs."""
+        return quantize_smoothed(model, self.smoothing, self.float32_matmuls)
 
 
 def weight_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -70,14 +85,30 @@ def quantize_int8(model: onnx.ModelProto, float32_matmuls: Sequence[str] = ()) -
         quantizer_log.setLevel(level)
 
 
-def range_to_rms(model: onnx.ModelProto, run_with_outputs: Callable[[onnx.ModelProto], Iterable[dict[str, np.ndarray]]]
-                 ) -> dict[str, float]:
-    """Per weight MatMul: max |input| / rms(input) over the batches ``run_with_outputs`` runs.
+@dataclass
+class ActivationStats:
+    """What the calibration batches put through one weight MatMul's input [rows, K], per channel."""
 
-    A dynamic uint8 range spends its 256 steps on [min, max] of the whole input, so the
-    quantization noise relative to the signal grows with this ratio (outlier channels and the
-    large activations of [CLS]/[SEP] tokens make it reach 100 and more in BERT's FFN inputs).
-    """
+    channel_max: np.ndarray  # [K] max |x|
+    channel_square_sum: np.ndarray  # [K] sum of x^2
+    rows: int
+
+    def range_to_rms(self) -> float:
+        """max |x| / rms(x) over the whole input."""
+        rms = np.sqrt(self.channel_square_sum.sum() / max(self.rows * self.channel_max.size, 1))
+        return float(self.channel_max.max(initial=0.0) / max(rms, 1e-30))
+
+    def divided_by(self, factors: np.ndarray) -> ActivationStats:
+        """The statistics of x / factors (smoothed)."""
+        return ActivationStats(self.channel_max / factors, self.channel_square_sum / factors**2, self.rows)
+
+
+RunWithOutputs = Callable[[onnx.ModelProto], Iterable[dict[str, np.ndarray]]]
+
+
+def activation_stats(model: onnx.ModelProto, run_with_outputs: RunWithOutputs) -> dict[str, ActivationStats]:
+    """Per weight MatMul (by node name): the statistics of its input over the batches
+    ``run_with_outputs`` runs on ``model`` with those inputs added as outputs."""
     matmuls = weight_matmuls(model)
     probed = onnx.ModelProto()
     probed.CopyFrom(model)
@@ -85,16 +116,69 @@ def range_to_rms(model: onnx.ModelProto, run_with_outputs: Callable[[onnx.ModelP
     for name in dict.fromkeys(n.input[0] for n in matmuls):
         if name not in existing:
             probed.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    peak: dict[str, float] = {}
-    squares: dict[str, float] = {}
-    counts: dict[str, int] = {}
+    stats: dict[str, ActivationStats] = {}
     for outputs in run_with_outputs(probed):
         for node in matmuls:
             x = outputs[node.input[0]].astype(np.float64)
-            peak[node.name] = max(peak.get(node.name, 0.0), float(np.abs(x).max(initial=0.0)))
-            squares[node.name] = squares.get(node.name, 0.0) + float((x * x).sum())
-            counts[node.name] = counts.get(node.name, 0) + x.size
-    return {name: peak[name] / max(np.sqrt(squares[name] / max(counts[name], 1)), 1e-30) for name in peak}
+            x = x.reshape(-1, x.shape[-1])
+            channel_max, squares = np.abs(x).max(axis=0, initial=0.0), (x * x).sum(axis=0)
+            seen = stats.get(node.name)
+            stats[node.name] = ActivationStats(channel_max, squares, x.shape[0]) if seen is None else ActivationStats(
+                np.maximum(seen.channel_max, channel_max), seen.channel_square_sum + squares, seen.rows + x.shape[0])
+    return stats
+
+
+def quantize_smoothed(model: onnx.ModelProto, smoothing: dict[str, np.ndarray],
+                      float32_matmuls: Sequence[str]) -> onnx.ModelProto:
+    """Smoothing with ``smoothing``'s factors, then int8 for every weight MatMul but ``float32_matmuls``."""
+    return quantize_int8(smooth(model, smoothing), float32_matmuls)
+
+
+def range_to_rms(model: onnx.ModelProto, run_with_outputs: RunWithOutputs) -> dict[str, float]:
+    """Per weight MatMul: max |input| / rms(input) over the batches ``run_with_outputs`` runs.
+
+    A dynamic uint8 range spends its 256 steps on [min, max] of the whole input, so the
+    quantization noise relative to the signal grows with this ratio (outlier channels and the
+    large activations of [CLS]/[SEP] tokens make it reach 100 and more in BERT's FFN inputs).
+    """
+    return {name: stats.range_to_rms() for name, stats in activation_stats(model, run_with_outputs).items()}
+
+
+def smoothing_factors(stats: ActivationStats, weight: np.ndarray, alpha: float = SMOOTHING_ALPHA) -> np.ndarray:
+    """SmoothQuant's per-channel factors for ``x @ weight`` ([K, N]): max|x_k|^alpha / max|W_k|^(1 - alpha).
+    Channels that never fire, and weight rows of zeros, get factors near 1 rather than 0 or infinity."""
+    activation = np.maximum(stats.channel_max, 1e-5)
+    weight_max = np.maximum(np.abs(weight).max(axis=1), 1e-5)
+    return (activation**alpha / weight_max ** (1 - alpha)).astype(np.float32)
+
+
+def smooth(model: onnx.ModelProto, factors: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """``model`` with each MatMul named in ``factors`` computing ``(x / s) @ (s W)``: a Mul by 1/s right
+    before it, its weight rows scaled by s (a new initializer; the old one goes when unused).
+    MatMuls already reading a smoothed input are left as they are, so smoothing twice changes nothing."""
+    smoothed = onnx.ModelProto()
+    smoothed.CopyFrom(model)
+    graph = smoothed.graph
+    initializers = {t.name: t for t in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        s = factors.get(node.name)
+        if s is not None and node.op_type == QUANTIZED_OP and not node.input[0].endswith(SMOOTHING_SUFFIX):
+            x, weight = node.input[0], node.input[1]
+            tag = node.name + SMOOTHING_SUFFIX
+            graph.initializer.append(numpy_helper.from_array((1.0 / s).astype(np.float32), tag + "_inverse"))
+            scaled = numpy_helper.to_array(initializers[weight]) * s[:, None]
+            graph.initializer.append(numpy_helper.from_array(scaled.astype(np.float32), weight + SMOOTHING_SUFFIX))
+            nodes.append(onnx.helper.make_node("Mul", [x, tag + "_inverse"], [tag], name=tag))
+            node.input[0], node.input[1] = tag, weight + SMOOTHING_SUFFIX
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return smoothed
 
 
 def choose_float32_matmuls(ranked: Sequence[str], measure: Callable[[Sequence[str]], QualityReport]
@@ -148,16 +232,23 @@ def to_int8(rewritten: onnx.ModelProto, check: QualityCheck, min_cosine: float) 
             if batch.padding == "right":
                 yield dict(zip(names, session.run(names, batch.feeds)))
 
-    ratios = range_to_rms(rewritten, run_with_outputs)
+    stats = activation_stats(rewritten, run_with_outputs)
+    weights = {t.name: t for t in rewritten.graph.initializer}
+    factors = {node.name: smoothing_factors(stats[node.name], numpy_helper.to_array(weights[node.input[1]]))
+               for node in weight_matmuls(rewritten)}
+    ratios = {name: stats[name].divided_by(factors[name]).range_to_rms() for name in factors}
     ranked = sorted(ratios, key=ratios.__getitem__, reverse=True)
-    models: dict[tuple[str, ...], onnx.ModelProto] = {}
+    models: dict[tuple[str, ...], Int8Result] = {}
 
     def measure(float32_matmuls: Sequence[str]) -> QualityReport:
-        model = models[tuple(float32_matmuls)] = quantize_int8(rewritten, float32_matmuls)
-        return check.measure(onnx_runner(model), min_cosine)
+        smoothing = {name: f for name, f in factors.items() if name not in set(float32_matmuls)}
+        model = quantize_smoothed(rewritten, smoothing, float32_matmuls)
+        report = check.measure(onnx_runner(model), min_cosine)
+        models[tuple(float32_matmuls)] = Int8Result(model, list(float32_matmuls), len(smoothing), report, smoothing)
+        return report
 
-    chosen, report = choose_float32_matmuls(ranked, measure)
-    return Int8Result(models[tuple(chosen)], chosen, len(ranked) - len(chosen), report)
+    chosen, _ = choose_float32_matmuls(ranked, measure)
+    return models[tuple(chosen)]
 
 
 def quality_check(original: onnx.ModelProto, rewritten: onnx.ModelProto, loaded, source: Path) -> QualityCheck:

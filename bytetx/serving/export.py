@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -14,20 +15,31 @@ from .repository import ServedModel, served_model
 # A tokenizer_config.json model_max_length this large means "no limit" (transformers' sentinel is 1e30).
 _UNBOUNDED_LENGTH = 1_000_000
 
+Precision = Literal["fp32", "int8"]
 
-def prepare_model(model_dir: str | Path, tolerance: float = 1e-4) -> tuple[ServedModel, list[str]]:
+
+def prepare_model(model_dir: str | Path, tolerance: float = 1e-4, precision: Precision = "fp32",
+                  min_cosine: float | None = None) -> tuple[ServedModel, list[str]]:
     """Export, rewrite to the packed-input flavour with the model's own pooling, and verify against Hugging
-    Face PyTorch on a ragged batch. Returns the model and report lines; ExportError if it disagrees."""
+    Face PyTorch on a ragged batch; for ``int8``, then quantize as ``bytetx-export --precision int8`` does
+    (its quality check, ``min_cosine`` by default its default). Returns the model and report lines;
+    ExportError if it disagrees or int8 misses the quality bound."""
     from bytetx.exporter import export_to_onnx, load_hf_model
     from bytetx.exporter.pooling import read_sentence_pooling
     from bytetx.graph_rewrite import to_packed_inputs
 
+    if precision not in ("fp32", "int8"):
+        raise ExportError(f"precision must be fp32 or int8, got {precision!r}")
     model_dir = Path(model_dir)
     pooling = read_sentence_pooling(model_dir)
     loaded = load_hf_model(model_dir)
-    packed, reports = to_packed_inputs(export_to_onnx(loaded), pooling.mode, pooling.normalize)
+    plain = export_to_onnx(loaded)
+    packed, reports = to_packed_inputs(plain, pooling.mode, pooling.normalize)
     lines = [str(report) for report in reports]
     lines.append(verify_packed(packed, loaded, pooling.mode, pooling.normalize, tolerance))
+    if precision == "int8":
+        packed, line = quantize_packed(packed, plain, loaded, model_dir, min_cosine)
+        lines.append(line)
     tokenizer = model_dir / "tokenizer.json"
     metadata = {p.key: p.value for p in packed.metadata_props}
     limits = [pooling.max_seq_length, _tokenizer_max_length(model_dir), metadata.get("bytetx_max_length")]
@@ -55,6 +67,23 @@ def verify_packed(packed, loaded, pooling: str, normalize: bool, tolerance: floa
     if not all(error <= tolerance for error in errors.values()):
         raise ExportError(line + ": FAILED; nothing was written")
     return line
+
+
+def quantize_packed(packed, plain, loaded, model_dir: Path, min_cosine: float | None) -> tuple[object, str]:
+    """The packed model with int8 GEMMs: the smoothing and which GEMMs stay float32 are chosen on the
+    padding-free model (the packed flavour shares its MatMul nodes and weights) by the quality check on
+    the sentence set."""
+    from bytetx.exporter.int8 import quality_check, to_int8
+    from bytetx.exporter.quality import DEFAULT_MIN_COSINE
+    from bytetx.graph_rewrite import rewrite_padding_free
+
+    rewritten, _ = rewrite_padding_free(plain)
+    result = to_int8(rewritten, quality_check(plain, rewritten, loaded, model_dir),
+                     DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
+    line = f"int8 {result.report}"
+    if not result.report.passed:
+        raise ExportError(line + ": FAILED; nothing was written")
+    return result.apply(packed), line
 
 
 def _tokenizer_max_length(model_dir: Path) -> int | None:

@@ -6,6 +6,7 @@ Pure NumPy, shared by the Python-backend model and its tests. One request carrie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -79,6 +80,31 @@ def _check_range(name: str, tensor: np.ndarray, size: int, what: str) -> None:
         why = "is negative" if value < 0 else f"is outside {what} (size {size})"
         raise RequestError(f"input '{name}'[0, {position}] = {value} {why}"
                            + (f"; {bad.size} such tokens" if bad.size > 1 else ""))
+
+
+@dataclass
+class Accepted:
+    index: int  # the request's position in the batch
+    sequence: Sequence
+    outputs: tuple[str, ...]  # what the client asked for
+
+
+def accept(requests: list, read: Callable[[object, str], np.ndarray | None], limits: ModelLimits,
+           all_outputs: tuple[str, ...]) -> tuple[list[Accepted], dict[int, str]]:
+    """Check every request of a batch: those to run, and an error message by index for the others.
+
+    ``read(request, name)`` gives an input as an array (None when absent); a request asks for its
+    outputs with ``requested_output_names()`` (all of them when it names none), as Triton's do.
+    """
+    accepted, errors = [], {}
+    for index, request in enumerate(requests):
+        try:
+            sequence = check_sequence(read(request, "input_ids"), read(request, "token_type_ids"), limits)
+        except RequestError as error:
+            errors[index] = str(error)
+            continue
+        accepted.append(Accepted(index, sequence, tuple(request.requested_output_names() or all_outputs)))
+    return accepted, errors
 
 
 def pack(sequences: list[Sequence], with_types: bool) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -131,6 +132,19 @@ def server_command(install: TritonInstall, repository: Path, backends: Path, end
     ]
 
 
+def free_local_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 now (the kernel's choice), for servers started by
+    tests and benchmarks."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGTERM when bytetx-serve dies, however it dies (Linux)."""
     try:
@@ -167,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--http-port", type=int, default=8000, help="HTTP port (default: 8000)")
     parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default: 8001)")
     parser.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default: 8002)")
+    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                        help="int8: dynamic int8 GEMMs, quality checked on the sentence set as bytetx-export "
+                             "--precision int8 does (default: fp32)")
     parser.add_argument("--max-batch-size", type=int, default=64, help="sequences per batch (default: 64)")
     parser.add_argument("--max-queue-delay-us", type=int, default=2000,
                         help="how long a request waits for others to batch with, in microseconds (default: 2000)")
@@ -205,63 +222,93 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
         if getattr(args, name) < 1:
             raise ServeError(f"--{name.replace('_', '-')} must be at least 1")
     endpoints = Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port)
-    install = find_triton()
+    find_triton()
     endpoints.check_free()
     model_dir = Path(args.model_dir) if args.model_dir else bundled_model_dir()
     name = model_dir.name if args.model_dir else DEMO_MODEL_NAME
     with tempfile.TemporaryDirectory(prefix="bytetx-serve-") as folder:
         workspace = Path(folder)
-        with console.status(f"preparing {model_dir.name}"):
-            model, lines = prepare_model(model_dir)
+        with console.status(f"preparing {model_dir.name} ({args.precision})"):
+            model, lines = prepare_model(model_dir, precision=args.precision)
         for line in lines:
             console.print(line)
         batching = Batching(args.max_batch_size, args.max_queue_delay_us, args.instances)
         repository = write_repository(model, workspace / "repository", "python", batching)
-        command = server_command(install, repository, backend_directory(install, workspace), endpoints)
-        log_path = workspace / "tritonserver.log"
-        with open(log_path, "wb") as log:
-            # The workspace as working directory: the stub puts it on sys.path (a source checkout there would
-            # shadow the installed bytetx).
-            process = subprocess.Popen(command, env=server_environment(install), stdin=subprocess.DEVNULL, cwd=workspace,
-                                       stdout=None if args.verbose else log, stderr=subprocess.STDOUT,
-                                       start_new_session=True,
-                                       preexec_fn=_die_with_parent)  # noqa: PLW1509 - before any thread starts
+        models = [ENCODER] + ([TEXT] if model.tokenizer_file else [])
+        with TritonServer(repository, endpoints, workspace, args.startup_timeout, args.verbose) as server:
+            print(f"bytetx-serve: serving {', '.join(models)} ({name}, {args.precision}) on {endpoints.describe()}; "
+                  f"pid {os.getpid()}", flush=True)
+            code = server.process.wait()
+            console.print(f"[bold red]error:[/] tritonserver exited with code {code}:\n{server.log_tail()}")
+            return 1
+
+
+class TritonServer:
+    """The bundled ``tritonserver`` over ``repository`` (a Python-backend repository), listening on
+    ``endpoints``; ready when the context is entered, stopped when it is left.
+
+    ``workspace`` (an existing folder) receives the backend folder and the log, and is the server's
+    working directory: the stub puts it on sys.path, so a source checkout there would shadow the
+    installed bytetx.
+    """
+
+    def __init__(self, repository: Path, endpoints: Endpoints, workspace: Path, startup_timeout: float = 300,
+                 verbose: bool = False):
+        self.repository, self.endpoints, self.workspace = repository, endpoints, workspace
+        self.startup_timeout, self.verbose = startup_timeout, verbose
+        self.log_path = workspace / "tritonserver.log"
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self):
+        install = find_triton()
+        self.endpoints.check_free()
+        command = server_command(install, self.repository, backend_directory(install, self.workspace), self.endpoints)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(command, env=server_environment(install), stdin=subprocess.DEVNULL,
+                                            cwd=self.workspace, stdout=None if self.verbose else log,
+                                            stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=_die_with_parent)  # noqa: PLW1509 - before any thread starts
+        try:
+            self._wait_ready()
+        except BaseException:
+            self._stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while not _ready(self.endpoints):
+            if self.process.poll() is not None:
+                raise ServeError(f"tritonserver exited with code {self.process.returncode} while starting:\n"
+                                 + self.log_tail())
+            if time.monotonic() > deadline:
+                raise ServeError(f"tritonserver was not ready after {self.startup_timeout:g} s:\n" + self.log_tail())
+            time.sleep(READY_POLL_S)
+
+    def _stop(self) -> None:
+        """SIGTERM (Triton finishes the requests in flight), then SIGKILL if it outlives its exit timeout."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        # A second Ctrl-C while Triton drains must not leave it running.
+        held = ({sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+                if threading.current_thread() is threading.main_thread() else {})
+        try:
+            process.terminate()
             try:
-                return _run(process, endpoints, args.startup_timeout, log_path, console,
-                            [ENCODER] + ([TEXT] if model.tokenizer_file else []), name)
-            finally:
-                _stop(process)
+                process.wait(STOP_TIMEOUT_S + 5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        finally:
+            for sig, handler in held.items():
+                signal.signal(sig, handler)
 
-
-def _run(process: subprocess.Popen, endpoints: Endpoints, timeout: float, log_path: Path, console: Console,
-         models: list[str], name: str) -> int:
-    deadline = time.monotonic() + timeout
-    while not _ready(endpoints):
-        if process.poll() is not None:
-            raise ServeError(f"tritonserver exited with code {process.returncode} while starting:\n"
-                             + _tail(log_path))
-        if time.monotonic() > deadline:
-            raise ServeError(f"tritonserver was not ready after {timeout:g} s:\n" + _tail(log_path))
-        time.sleep(READY_POLL_S)
-    print(f"bytetx-serve: serving {', '.join(models)} ({name}) on {endpoints.describe()}; pid {os.getpid()}",
-          flush=True)
-    code = process.wait()
-    console.print(f"[bold red]error:[/] tritonserver exited with code {code}:\n{_tail(log_path)}")
-    return 1
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM (Triton finishes the requests in flight), then SIGKILL if it outlives its exit timeout."""
-    if process.poll() is not None:
-        return
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    process.terminate()
-    try:
-        process.wait(STOP_TIMEOUT_S + 5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    def log_tail(self) -> str:
+        return _tail(self.log_path)
 
 
 def _tail(log_path: Path) -> str:

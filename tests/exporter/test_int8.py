@@ -18,10 +18,12 @@ import onnx
 import pytest
 from bytetx.exporter import export_to_onnx, load_hf_model
 from bytetx.exporter.int8 import (
+    SMOOTHING_SUFFIX,
     onnx_runner,
     quality_check,
     quantize_int8,
     range_to_rms,
+    smooth,
     to_int8,
     weight_matmuls,
 )
@@ -51,6 +53,8 @@ def test_minilm_meets_the_quality_bound_on_the_sentence_set(minilm_int8):
     assert report.passed, str(report)
     assert report.inputs.startswith("325 sentences")
     assert report.min_cosine >= 0.99 and report.mean_cosine >= 0.995 and report.neighbour_agreement >= 0.9
+    # Smoothing is what lets most GEMMs be int8: without it the same bound kept all 12 FFN GEMMs float32.
+    assert len(result.float32_matmuls) <= 4, result.float32_matmuls
     again = check.measure(onnx_runner(result.model), 0.99)
     assert again.min_cosine == pytest.approx(report.min_cosine, abs=1e-9), "the model written is the one measured"
 
@@ -64,6 +68,24 @@ def test_quantizing_everything_is_below_the_bound_on_short_sentences(minilm_int8
 
 def _index(model: onnx.ModelProto, op_type: str) -> int:
     return next(i for i, n in enumerate(model.graph.node) if n.op_type == op_type)
+
+
+def _index_of(model: onnx.ModelProto, node: onnx.NodeProto) -> int:
+    return next(i for i, n in enumerate(model.graph.node) if n.name == node.name)
+
+
+def test_smoothing_alone_computes_the_same_float32_model_and_twice_changes_nothing(minilm_int8, ort_library):
+    loaded, rewritten, _, result = minilm_int8
+    smoothed = smooth(rewritten, result.smoothing)
+    assert [n.op_type for n in smoothed.graph.node].count("Mul") == (
+        [n.op_type for n in rewritten.graph.node].count("Mul") + len(result.smoothing))
+    assert smooth(smoothed, result.smoothing).SerializeToString() == smoothed.SerializeToString()
+    mask = ragged_mask(ragged_lengths(6, 40, np.random.default_rng(2)), 40)
+    feeds = make_feeds(loaded.input_names, mask, loaded.config.vocab_size, 0, 2, seed=4)
+    expected = run_onnx(bytetx.InferenceSession(rewritten.SerializeToString()), feeds)["last_hidden_state"]
+    got = run_onnx(bytetx.InferenceSession(smoothed.SerializeToString()), feeds)["last_hidden_state"]
+    # float32 rounding of x / s and s W only: far below the int8 error, within the float32 tolerance.
+    assert np.abs(got - expected).max() <= 1e-4
 
 
 def test_int8_graph_structure(minilm_int8):
@@ -82,6 +104,16 @@ def test_int8_graph_structure(minilm_int8):
     for name in result.float32_matmuls:
         node = by_name[name]
         assert node.op_type == "MatMul" and initializers[node.input[1]].data_type == onnx.TensorProto.FLOAT
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.op_type == "DynamicQuantizeLinear":
+            smoothing = producers[node.input[0]]
+            assert smoothing.op_type == "Mul" and smoothing.name.endswith(SMOOTHING_SUFFIX), node.name
+            assert remove < _index_of(model, smoothing) < rebuild, "smoothing runs on packed tokens"
+    assert sorted(result.smoothing) == sorted(n.name for n in weight_matmuls(rewritten)
+                                               if n.name not in result.float32_matmuls)
+    for name in result.float32_matmuls:
+        assert not producers[by_name[name].input[0]].name.endswith(SMOOTHING_SUFFIX), "float32 GEMMs stay unsmoothed"
     float_matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
     assert len(float_matmuls) == len(result.float32_matmuls) + 1, "and the pooler"
     assert all(initializers[n.input[1]].data_type == onnx.TensorProto.FLOAT for n in float_matmuls)

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from bytetx.exporter.verify import FP32_TOLERANCE, pool
 
+from bytetx.serving.server import free_local_ports
+
 STARTUP_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 60
 VOCAB = 30522
@@ -36,19 +38,9 @@ BAD_REQUESTS = {
 }
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    http, grpc, metrics = _free_ports(3)
+    http, grpc, metrics = free_local_ports(3)
     log = tmp_path_factory.mktemp("serve") / "stderr.log"
     command = [str(Path(sys.executable).parent / "bytetx-serve"), "--http-port", str(http), "--grpc-port", str(grpc),
                "--metrics-port", str(metrics), "--max-queue-delay-us", "20000"]

@@ -14,7 +14,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 import bytetx
-from bytetx.serving.requests import ModelLimits, RequestError, check_sequence, pack, split
+from bytetx.serving.requests import ModelLimits, accept, pack, split
 
 MODEL_FILE = "model.onnx"
 OUTPUTS = ("last_hidden_state", "sentence_embedding")
@@ -37,26 +37,19 @@ class TritonPythonModel:
         self.with_types = any(i.name == "token_type_ids" for i in self.session.get_inputs())
 
     def execute(self, requests: list) -> list:
-        responses = [None] * len(requests)
-        accepted = []
-        for index, request in enumerate(requests):
-            try:
-                sequence = check_sequence(_input(request, "input_ids"), _input(request, "token_type_ids"), self.limits)
-            except RequestError as error:
-                responses[index] = _error(str(error))
-                continue
-            accepted.append((index, sequence, request.requested_output_names() or OUTPUTS))
+        accepted, errors = accept(requests, _input, self.limits, OUTPUTS)
+        responses = [_error(errors[i]) if i in errors else None for i in range(len(requests))]
         if not accepted:
             return responses
-        feeds = pack([sequence for _, sequence, _ in accepted], self.with_types)
+        feeds = pack([a.sequence for a in accepted], self.with_types)
         try:
             hidden, sentence = self.session.run(list(OUTPUTS), feeds)
         except Exception as error:  # noqa: BLE001 - ONNX Runtime's errors fail this batch, not the model
-            for index, _, _ in accepted:
-                responses[index] = _error(f"inference failed: {error}")
+            for a in accepted:
+                responses[a.index] = _error(f"inference failed: {error}")
             return responses
-        for (index, _, wanted), outputs in zip(accepted, split(hidden, sentence, feeds["cu_seqlens"])):
+        for a, outputs in zip(accepted, split(hidden, sentence, feeds["cu_seqlens"])):
             tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value))
-                       for name, value in zip(OUTPUTS, outputs) if name in wanted]
-            responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
+                       for name, value in zip(OUTPUTS, outputs) if name in a.outputs]
+            responses[a.index] = pb_utils.InferenceResponse(output_tensors=tensors)
         return responses
