@@ -222,6 +222,7 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
         if getattr(args, name) < 1:
             raise ServeError(f"--{name.replace('_', '-')} must be at least 1")
     endpoints = Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port)
+    # Before the minutes of model preparation; TritonServer checks both again when it starts.
     find_triton()
     endpoints.check_free()
     model_dir = Path(args.model_dir) if args.model_dir else bundled_model_dir()
