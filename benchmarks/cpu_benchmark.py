@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""CPU benchmark: bytetx's padding-free model against PyTorch and ONNX Runtime baselines.
+"""CPU benchmark: bytetx float32 and int8 against the CPU engines a user would pick instead.
 
 For every workload (model x batch x max length x length distribution) it times, in one process:
 PyTorch eager and SDPA, ONNX Runtime on the plain export and on the fused export of
-``onnxruntime.transformers.optimizer`` (all on the padded batch), the two unpadded alternatives
-(each sequence alone; length-sorted micro-batches of 4), and the bytetx model on the padded batch.
-It measures the machine's fp32 GEMM peak in the same run, checks bytetx's outputs against plain
-ONNX Runtime on valid tokens, and writes JSON, a markdown table and a speedup plot.
+``onnxruntime.transformers.optimizer``, ONNX Runtime int8 as Optimum and sentence-transformers make
+it, OpenVINO at float32, at its default precision (bf16 on CPUs with AVX512_BF16) and int8 (NNCF), on
+the padded batch and, where it is a user's way out of padding, on each sequence alone or on
+length-sorted micro-batches of 4; then the bytetx model in float32 and in int8 (``--precision int8``'s
+recipe) on the padded batch. It measures the machine's float32 and int8 GEMM peaks in the same run,
+the quality of every low-precision runner on the packaged sentences (mean-pooled cosine to Hugging
+Face float32), checks bytetx float32 against plain ONNX Runtime on valid tokens, and writes JSON, a
+markdown report and a speedup plot.
 
     python benchmarks/cpu_benchmark.py --quick
 
@@ -23,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import harness
 import numpy as np
@@ -34,6 +38,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 RESULT_STEM = "cpu_benchmark"
+Feeds = dict[str, np.ndarray]
+Hidden = Callable[[Feeds], np.ndarray]  # an engine's call: feeds in, the hidden states [B, S, H] out
+Grouping = Literal["batch", "per-sequence", "sorted4"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -59,20 +66,29 @@ MODELS: dict[str, ModelSource] = {
 
 
 # --------------------------------------------------------------------------------------------
-# The GEMM peak
+# The GEMM peaks
 # --------------------------------------------------------------------------------------------
 
-def matmul_model(m: int, k: int, n: int) -> bytes:
-    """A one-node ONNX model Y[m, n] = A[m, k] x B[k, n], B a random float32 initializer."""
-    weight = np.random.default_rng(0).standard_normal((k, n), dtype=np.float32)
-    graph = onnx.helper.make_graph(
-        [onnx.helper.make_node("MatMul", ["A", "B"], ["Y"])],
-        "gemm_peak",
-        [onnx.helper.make_tensor_value_info("A", onnx.TensorProto.FLOAT, [m, k])],
-        [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [m, n])],
-        [onnx.numpy_helper.from_array(weight, "B")],
+def matmul_model(m: int, k: int, n: int, precision: str) -> bytes:
+    """A one-node ONNX model Y[m, n] = A[m, k] x B[k, n] with B a random initializer: float32
+    ``MatMul``, or for "int8" ``MatMulInteger`` u8 x s8 (what ``DynamicQuantizeMatMul`` runs)."""
+    rng = np.random.default_rng(0)
+    helper, TensorProto = onnx.helper, onnx.TensorProto
+    if precision == "int8":
+        node = helper.make_node("MatMulInteger", ["A", "B", "a_zero", "b_zero"], ["Y"])
+        a_type, y_type = TensorProto.UINT8, TensorProto.INT32
+        weights = [rng.integers(-127, 128, (k, n), dtype=np.int8), np.array(128, np.uint8), np.zeros(n, np.int8)]
+        names = ["B", "a_zero", "b_zero"]
+    else:
+        node = helper.make_node("MatMul", ["A", "B"], ["Y"])
+        a_type, y_type = TensorProto.FLOAT, TensorProto.FLOAT
+        weights, names = [rng.standard_normal((k, n), dtype=np.float32)], ["B"]
+    graph = helper.make_graph(
+        [node], "gemm_peak", [helper.make_tensor_value_info("A", a_type, [m, k])],
+        [helper.make_tensor_value_info("Y", y_type, [m, n])],
+        [onnx.numpy_helper.from_array(w, name) for w, name in zip(weights, names, strict=True)],
     )
-    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]).SerializeToString()
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
 def peak_shapes(quick: bool) -> list[tuple[int, int, int]]:
@@ -81,97 +97,218 @@ def peak_shapes(quick: bool) -> list[tuple[int, int, int]]:
     return [(t, h, 4 * h) for h in (384, 768) for t in token_counts]
 
 
+PEAK_PRECISIONS = ("fp32", "int8")
 QUICK_TIMING = harness.TimingPolicy(warmup_s=0.2, budget_s=0.6, min_repeats=3, max_repeats=15, rounds=3)
 FULL_TIMING = harness.TimingPolicy(warmup_s=0.5, budget_s=3.0, min_repeats=3, max_repeats=100, rounds=3)
 
 
 # --------------------------------------------------------------------------------------------
-# Baselines and the models under test
+# Runners: an engine (a model on a runtime) and how the batch is fed to it
 # --------------------------------------------------------------------------------------------
 
-BASELINES: dict[str, harness.Runner] = {
-    baseline.name: baseline
-    for baseline in (
-        harness.Runner("torch-eager", "padded", "PyTorch, eager attention, padded batch"),
-        harness.Runner("torch-sdpa", "padded", "PyTorch, SDPA attention, padded batch"),
-        harness.Runner("ort", "padded", "ONNX Runtime, plain torch.onnx export, padded batch"),
-        harness.Runner("ort-fused", "padded",
-               "ONNX Runtime after onnxruntime.transformers optimize_model (Attention, "
-               "SkipLayerNormalization, BiasGelu fused), padded batch"),
-        harness.Runner("ort-fused-per-sequence", "unpadded",
-               "ort-fused model, each sequence alone (batch 1, no padding)"),
-        harness.Runner("ort-fused-sorted4", "unpadded",
-               "ort-fused model, length-sorted micro-batches of 4, padded within each"),
+@dataclass(frozen=True)
+class CpuRunner(harness.Runner):
+    precision: str = "fp32"  # what its GEMMs run in
+    engine: str = ""  # the engine it calls
+    grouping: Grouping = "batch"  # the padded batch in one call, each sequence alone, or sorted groups of 4
+
+
+def engine_runners(engine: str, precision: str, description: str, groupings: Sequence[Grouping]) -> list[CpuRunner]:
+    """The runners of one engine: ``engine`` itself on the padded batch, then ``engine-<grouping>``."""
+    what = {"batch": "padded batch", "per-sequence": "each sequence alone (batch 1, no padding)",
+            "sorted4": "length-sorted micro-batches of 4, padded within each"}
+    return [CpuRunner(engine if grouping == "batch" else f"{engine}-{grouping}",
+                      "padded" if grouping == "batch" else "unpadded", f"{description}, {what[grouping]}",
+                      precision, engine, grouping) for grouping in groupings]
+
+
+OPENVINO_DEFAULT = "its default precision (bf16 where the CPU has AVX512_BF16, as here)"
+BASELINES: dict[str, CpuRunner] = {
+    runner.name: runner
+    for runner in (
+        *engine_runners("torch-eager", "fp32", "PyTorch, eager attention", ["batch"]),
+        *engine_runners("torch-sdpa", "fp32", "PyTorch, SDPA attention", ["batch"]),
+        *engine_runners("ort", "fp32", "ONNX Runtime, plain torch.onnx export", ["batch"]),
+        *engine_runners("ort-fused", "fp32", "ONNX Runtime after onnxruntime.transformers optimize_model "
+                        "(Attention, SkipLayerNormalization, BiasGelu fused)", ["batch", "per-sequence", "sorted4"]),
+        *engine_runners("ort-int8", "int8", "ONNX Runtime int8 as Optimum's avx512_vnni dynamic config and "
+                        "sentence-transformers make it: ort-fused through quantize_dynamic (QInt8 weights, "
+                        "per tensor)", ["batch", "per-sequence", "sorted4"]),
+        *engine_runners("openvino-f32", "fp32", "OpenVINO CPU, INFERENCE_PRECISION_HINT f32",
+                        ["batch", "per-sequence"]),
+        *engine_runners("openvino", "bf16", f"OpenVINO CPU at {OPENVINO_DEFAULT}", ["batch", "per-sequence"]),
+        *engine_runners("openvino-int8", "int8", "OpenVINO CPU after NNCF post-training int8 quantization "
+                        "(model_type TRANSFORMER, calibrated on 160 of the packaged sentences)",
+                        ["batch", "per-sequence"]),
     )
 }
-OURS = harness.Runner("bytetx", "ours", "bytetx padding-free rewrite of the plain export, padded batch")
-QUICK_SKIPPED_BASELINES = ("torch-eager",)
+OURS: dict[str, CpuRunner] = {
+    runner.name: runner
+    for runner in (
+        CpuRunner("bytetx", "ours", "bytetx padding-free rewrite of the plain export, padded batch", "fp32", "bytetx"),
+        CpuRunner("bytetx-int8", "ours", "bytetx --precision int8 (smoothing, ONNX Runtime dynamic int8, "
+                  "per-channel weights, the quality check's float32 GEMMs), padded batch", "int8", "bytetx-int8"),
+    )
+}
+RUNNERS: dict[str, CpuRunner] = {**BASELINES, **OURS}
+QUICK_SKIPPED_BASELINES = ("torch-eager", "openvino-f32", "openvino-f32-per-sequence", "openvino-int8",
+                           "openvino-int8-per-sequence")
+OPENVINO_ENGINES = ("openvino-f32", "openvino", "openvino-int8")
+CALIBRATION_SENTENCES = 160
 
 
 @dataclass
 class ModelUnderTest:
-    """One model ready to run: its PyTorch modules and ONNX Runtime sessions, by baseline family."""
+    """One model ready to run: its engines, the sessions its accuracy check compares, and what its
+    preparation measured."""
 
     name: str
     dims: harness.ModelDims
     inputs: harness.ModelInputs
-    torch_models: dict[str, torch.nn.Module]  # by attention implementation: "eager", "sdpa"
-    sessions: dict[str, ort.InferenceSession]  # "ort", "ort-fused", "bytetx"
-    fused_ops: dict[str, int] = field(default_factory=dict)
+    engines: dict[str, Hidden]
+    sessions: dict[str, ort.InferenceSession]  # "ort", "bytetx": the float32 accuracy check
+    notes: dict[str, Any] = field(default_factory=dict)  # fused ops, int8 recipe, quality, preparation time
 
 
-def prepare_model(source: ModelSource, baselines: Sequence[str], threads: int, workdir: Path,
+def hidden_output(names: Sequence[str]) -> str:
+    return "last_hidden_state" if "last_hidden_state" in names else names[0]
+
+
+def onnx_engine(session: ort.InferenceSession) -> Hidden:
+    output = hidden_output([o.name for o in session.get_outputs()])
+    inputs = [i.name for i in session.get_inputs()]
+    return lambda feeds: session.run([output], {name: feeds[name] for name in inputs})[0]
+
+
+def torch_engine(model: torch.nn.Module) -> Hidden:
+    def run(feeds: Feeds) -> np.ndarray:
+        with torch.inference_mode():
+            return model(**{name: torch.from_numpy(value) for name, value in feeds.items()})[0].numpy()
+
+    return run
+
+
+def openvino_engine(compiled: Any) -> Hidden:
+    output = compiled.output(hidden_output([o.get_any_name() for o in compiled.outputs]))
+    inputs = [p.get_any_name() for p in compiled.inputs]
+    request = compiled.create_infer_request()
+    return lambda feeds: np.array(request.infer({name: feeds[name] for name in inputs})[output])
+
+
+def ort_int8_optimum_style(fused: bytes, workdir: Path) -> bytes:
+    """Optimum's ``AutoQuantizationConfig.avx512_vnni(is_static=False)`` on the fused export, as
+    sentence-transformers' ``export_dynamic_quantized_onnx_model`` runs it."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    (workdir / "fused.onnx").write_bytes(fused)
+    quantize_dynamic(workdir / "fused.onnx", workdir / "fused.int8.onnx", per_channel=False, reduce_range=False,
+                     weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Attention", "Gemm"],
+                     # shape inference stops at the contrib ops of the fused model
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return (workdir / "fused.int8.onnx").read_bytes()
+
+
+def openvino_compiled(path: Path, threads: int, engine: str, calibration: list[Feeds]) -> Any:
+    """OpenVINO's CPU plugin on the plain export: "openvino-f32" at f32, "openvino" at its default,
+    "openvino-int8" quantized with NNCF on ``calibration`` first."""
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(path))
+    if engine == "openvino-int8":
+        import nncf
+
+        model = nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
+                              subset_size=len(calibration))
+    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads}
+    if engine == "openvino-f32":
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    return core.compile_model(model, "CPU", config)
+
+
+def prepare_model(source: ModelSource, runners: Sequence[str], threads: int, workdir: Path,
                   report: Callable[[str], None]) -> ModelUnderTest:
-    """Load, export (TorchScript, eager attention), fuse and rewrite ``source``; open the sessions."""
+    """Load, export (TorchScript, eager attention), rewrite and quantize ``source``; open the engines the
+    runners call and measure the quality of the low-precision ones."""
     from bytetx.exporter import export_to_onnx, load_hf_model
+    from bytetx.exporter.int8 import quality_check, to_int8
+    from bytetx.exporter.quality import DEFAULT_MIN_COSINE
     from bytetx.graph_rewrite import rewrite_padding_free
 
     import bytetx
+    from bytetx.cli import bundled_model_dir
+
+    engines_needed = {RUNNERS[name].engine for name in runners}
+    # one options object per session: bytetx.InferenceSession registers its library into the one it gets
+    def options() -> ort.SessionOptions:
+        return harness.ort_session_options(threads)
 
     report(f"{source.name}: loading")
     model_dir = source.make_dir(workdir)
     eager = load_hf_model(model_dir, "eager")
     dims = harness.ModelDims.of(eager.config)
-    torch_models = {"eager": eager.model} if "torch-eager" in baselines else {}
-    if "torch-sdpa" in baselines:
-        torch_models["sdpa"] = load_hf_model(model_dir, "sdpa").model
+    engines: dict[str, Hidden] = {}
+    if "torch-eager" in engines_needed:
+        engines["torch-eager"] = torch_engine(eager.model)
+    if "torch-sdpa" in engines_needed:
+        engines["torch-sdpa"] = torch_engine(load_hf_model(model_dir, "sdpa").model)
     report(f"{source.name}: exporting to ONNX")
     plain = export_to_onnx(eager)
     report(f"{source.name}: bytetx rewrite")
     rewritten, _ = rewrite_padding_free(plain)
     sessions = {
-        "ort": ort.InferenceSession(plain.SerializeToString(), harness.ort_session_options(threads),
-                                    providers=["CPUExecutionProvider"]),
-        "bytetx": bytetx.InferenceSession(rewritten.SerializeToString(), harness.ort_session_options(threads)),
+        "ort": ort.InferenceSession(plain.SerializeToString(), options(), providers=["CPUExecutionProvider"]),
+        "bytetx": bytetx.InferenceSession(rewritten.SerializeToString(), options()),
     }
-    fused_ops: dict[str, int] = {}
-    if any(name.startswith("ort-fused") for name in baselines):
+    engines.update({name: onnx_engine(session) for name, session in sessions.items()})
+    notes: dict[str, Any] = {}
+    if engines_needed & {"ort-fused", "ort-int8"}:
         report(f"{source.name}: onnxruntime.transformers optimize_model")
-        fused, fused_ops = harness.fuse_with_ort_optimizer(plain, dims, workdir)
-        sessions["ort-fused"] = ort.InferenceSession(fused, harness.ort_session_options(threads),
-                                                     providers=["CPUExecutionProvider"])
-    return ModelUnderTest(source.name, dims, harness.ModelInputs.of(eager), torch_models, sessions, fused_ops)
+        fused, notes["ort_fused_ops"] = harness.fuse_with_ort_optimizer(plain, dims, workdir)
+        engines["ort-fused"] = onnx_engine(ort.InferenceSession(fused, options(), providers=["CPUExecutionProvider"]))
+        if "ort-int8" in engines_needed:
+            engines["ort-int8"] = onnx_engine(ort.InferenceSession(ort_int8_optimum_style(fused, workdir), options(),
+                                                                   providers=["CPUExecutionProvider"]))
+    # Random-weight BERT-base shares the bundled model's vocabulary, so the bundled tokenizer fits both.
+    report(f"{source.name}: bytetx int8 (quality check and the choice of float32 GEMMs)")
+    check = quality_check(plain, rewritten, eager, bundled_model_dir())
+    int8 = to_int8(rewritten, check, DEFAULT_MIN_COSINE)
+    engines["bytetx-int8"] = onnx_engine(bytetx.InferenceSession(int8.model.SerializeToString(), options()))
+    notes["bytetx_int8"] = {"quantized_matmuls": int8.quantized_matmuls, "float32_matmuls": int8.float32_matmuls,
+                            "passed": int8.report.passed}
+    openvino_wanted = engines_needed & set(OPENVINO_ENGINES)
+    if openvino_wanted:
+        report(f"{source.name}: OpenVINO ({', '.join(sorted(openvino_wanted))})")
+        onnx.save(plain, workdir / "plain.onnx")
+        calibration = [b.feeds for b in check.batches if b.padding == "right"]
+        calibration = calibration[: max(1, CALIBRATION_SENTENCES // len(calibration[0]["input_ids"]))]
+        for engine in sorted(openvino_wanted):
+            compiled = openvino_compiled(workdir / "plain.onnx", threads, engine, calibration)
+            engines[engine] = openvino_engine(compiled)
+            notes.setdefault("openvino_inference_precision", {})[engine] = str(
+                compiled.get_property("INFERENCE_PRECISION_HINT"))
+    report(f"{source.name}: quality of the low-precision engines")
+    low_precision = {RUNNERS[name].engine for name in runners if RUNNERS[name].precision != "fp32"}
+    notes["quality"] = {engine: asdict(check.measure(engines[engine], DEFAULT_MIN_COSINE))
+                        for engine in sorted(low_precision)}
+    return ModelUnderTest(source.name, dims, harness.ModelInputs.of(eager), engines, sessions, notes)
 
 
 # --------------------------------------------------------------------------------------------
-# What each baseline runs
+# What each runner times
 # --------------------------------------------------------------------------------------------
 
-def onnx_run(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> harness.Run:
-    return lambda: session.run(None, feeds)
+def groups_of(grouping: Grouping, lengths: np.ndarray) -> list[np.ndarray]:
+    """The rows of each call: all of them, one each, or length-sorted groups of 4."""
+    if grouping == "batch":
+        return [np.arange(len(lengths))]
+    if grouping == "per-sequence":
+        return [np.array([row]) for row in range(len(lengths))]
+    order = np.argsort(lengths, kind="stable")
+    return [order[start : start + 4] for start in range(0, len(order), 4)]
 
 
-def torch_run(model: torch.nn.Module, feeds: dict[str, np.ndarray]) -> harness.Run:
-    tensors = {name: torch.from_numpy(value) for name, value in feeds.items()}
-
-    def run() -> object:
-        with torch.inference_mode():
-            return model(**tensors)
-
-    return run
-
-
-def micro_batches(batch: harness.Batch, groups: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+def micro_batches(batch: harness.Batch, groups: Sequence[np.ndarray]) -> list[Feeds]:
     """Feeds of each group of sequences, [len(group), longest length in the group] per input."""
     return [
         {name: np.ascontiguousarray(value[group, : int(batch.lengths[group].max())])
@@ -180,47 +317,19 @@ def micro_batches(batch: harness.Batch, groups: Sequence[np.ndarray]) -> list[di
     ]
 
 
-def one_per_sequence(lengths: np.ndarray) -> list[np.ndarray]:
-    return [np.array([row]) for row in range(len(lengths))]
-
-
-def length_sorted_groups(lengths: np.ndarray, size: int) -> list[np.ndarray]:
-    order = np.argsort(lengths, kind="stable")
-    return [order[start : start + size] for start in range(0, len(order), size)]
-
-
-def micro_batch_run(session: ort.InferenceSession, feeds_list: list[dict[str, np.ndarray]]) -> harness.Run:
-    def run() -> object:
-        return [session.run(None, feeds) for feeds in feeds_list]
-
-    return run
-
-
 def build_run(name: str, model: ModelUnderTest, batch: harness.Batch) -> harness.Run:
-    """The call that the baseline ``name`` (or ``bytetx``) times; inputs are prepared beforehand."""
-    if name == "torch-eager":
-        return torch_run(model.torch_models["eager"], batch.feeds)
-    if name == "torch-sdpa":
-        return torch_run(model.torch_models["sdpa"], batch.feeds)
-    if name in ("ort", "ort-fused", "bytetx"):
-        return onnx_run(model.sessions[name], batch.feeds)
-    if name == "ort-fused-per-sequence":
-        groups = one_per_sequence(batch.lengths)
-        return micro_batch_run(model.sessions["ort-fused"], micro_batches(batch, groups))
-    if name == "ort-fused-sorted4":
-        groups = length_sorted_groups(batch.lengths, 4)
-        return micro_batch_run(model.sessions["ort-fused"], micro_batches(batch, groups))
-    raise ValueError(f"unknown baseline {name}")
+    """The call that runner ``name`` times; its inputs are prepared beforehand."""
+    runner = RUNNERS[name]
+    engine = model.engines[runner.engine]
+    if runner.grouping == "batch":
+        return lambda: engine(batch.feeds)
+    feeds_list = micro_batches(batch, groups_of(runner.grouping, batch.lengths))
+    return lambda: [engine(feeds) for feeds in feeds_list]
 
 
 def executed_lengths(name: str, lengths: np.ndarray) -> list[int]:
     """[B] positions a runner computes per sequence: its length plus the padding it runs with."""
-    kind = BASELINES.get(name, OURS).kind
-    if kind == "padded":
-        return [int(lengths.max())] * len(lengths)
-    if name == "ort-fused-sorted4":
-        return [int(lengths[group].max()) for group in length_sorted_groups(lengths, 4) for _ in group]
-    return [int(n) for n in lengths]
+    return [int(lengths[group].max()) for group in groups_of(RUNNERS[name].grouping, lengths) for _ in group]
 
 
 def bytetx_max_diff(model: ModelUnderTest, batch: harness.Batch) -> dict[str, float]:
@@ -236,20 +345,38 @@ def bytetx_max_diff(model: ModelUnderTest, batch: harness.Batch) -> dict[str, fl
 # Results
 # --------------------------------------------------------------------------------------------
 
+def fastest(speedups: dict[str, float], names: Sequence[str]) -> dict[str, Any] | None:
+    """Of the runners ``names``, the fastest one (ours gains least against it) and that speedup."""
+    candidates = [name for name in names if name in speedups]
+    if not candidates:
+        return None
+    name = min(candidates, key=speedups.__getitem__)
+    return {"baseline": name, "speedup": speedups[name]}
+
+
 @dataclass
 class WorkloadResult(harness.WorkloadResult):
-    max_abs_diff_vs_ort: dict[str, float]
+    max_abs_diff_vs_ort: dict[str, float]  # bytetx float32 against plain ONNX Runtime
 
-    def record(self, peak_gflops: float) -> dict[str, Any]:
-        """JSON-ready: latencies, tokens/s, useful GFLOP/s and fraction of peak, bytetx's speedups."""
-        ours_ms = self.timings[OURS.name].median_ms
-        baselines = [name for name in self.timings if name != OURS.name]
-        speedups = {name: self.timings[name].median_ms / ours_ms for name in baselines}
+    def record(self, peak_gflops: float, int8_peak_gops: float) -> dict[str, Any]:
+        """JSON-ready: latencies, tokens/s, useful G(FL)OP/s and fraction of the float32 (and for int8
+        runners the int8) GEMM peak; per bytetx runner its speedups against every peer, the fastest
+        padded and unpadded peer of its precision and the fastest peer of any precision."""
+        base = super().record(peak_gflops)
+        ours = [name for name in self.timings if RUNNERS[name].kind == "ours"]
+        peers = [name for name in self.timings if RUNNERS[name].kind != "ours"]
+        speedups = {mine: {name: self.timings[name].median_ms / self.timings[mine].median_ms for name in peers}
+                    for mine in ours}
+        same = {mine: {name: x for name, x in s.items() if RUNNERS[name].precision == RUNNERS[mine].precision}
+                for mine, s in speedups.items()}
         return {
-            **super().record(peak_gflops),
-            "bytetx_speedup": speedups,
-            "best_padded": harness.best_of(speedups, BASELINES, "padded"),
-            "best_unpadded": harness.best_of(speedups, BASELINES, "unpadded"),
+            **base,
+            "fraction_of_int8_peak": {name: base["useful_gflops"][name] / int8_peak_gops
+                                      for name in self.timings if RUNNERS[name].precision == "int8"},
+            "speedup": speedups,
+            "best_padded": {mine: harness.best_of(s, BASELINES, "padded") for mine, s in same.items()},
+            "best_unpadded": {mine: harness.best_of(s, BASELINES, "unpadded") for mine, s in same.items()},
+            "fastest_peer": {mine: fastest(s, peers) for mine, s in speedups.items()},
             "max_abs_diff_vs_ort": self.max_abs_diff_vs_ort,
         }
 
@@ -270,14 +397,16 @@ def run_workload(workload: harness.Workload, model: ModelUnderTest, runners: Seq
     )
 
 
-def measure_gemm_peak(shapes: Sequence[tuple[int, int, int]], threads: int, policy: harness.TimingPolicy,
-                      on_measured: Callable[[], None]) -> list[dict[str, Any]]:
-    """Per (M, K, N): ONNX Runtime MatMul median ms and GFLOP/s (2*M*N*K / median time)."""
+def measure_gemm_peak(shapes: Sequence[tuple[int, int, int]], precision: str, threads: int,
+                      policy: harness.TimingPolicy, on_measured: Callable[[], None]) -> list[dict[str, Any]]:
+    """Per (M, K, N): ONNX Runtime's MatMul (float32) or MatMulInteger (int8) median ms and G(FL)OP/s."""
     def matmul_run(m: int, k: int, n: int) -> harness.Run:
-        session = ort.InferenceSession(matmul_model(m, k, n), harness.ort_session_options(threads),
+        session = ort.InferenceSession(matmul_model(m, k, n, precision), harness.ort_session_options(threads),
                                        providers=["CPUExecutionProvider"])
-        activations = np.random.default_rng(1).standard_normal((m, k), dtype=np.float32)
-        return onnx_run(session, {"A": activations})
+        rng = np.random.default_rng(1)
+        activations = (rng.integers(0, 256, (m, k), dtype=np.uint8) if precision == "int8"
+                       else rng.standard_normal((m, k), dtype=np.float32))
+        return lambda: session.run(None, {"A": activations})
 
     return harness.gemm_peak(shapes, matmul_run, policy, on_measured)
 
@@ -310,35 +439,60 @@ def describe_settings(
         "ort_session_options": {"intra_op_num_threads": args.threads,
                                 "graph_optimization_level": "ORT_ENABLE_ALL"},
         "torch": {"num_threads": args.threads, "mode": "torch.inference_mode"},
-        "runners": {name: asdict(BASELINES.get(name, OURS)) for name in runners},
+        "openvino": {"INFERENCE_NUM_THREADS": args.threads},
+        "runners": {name: asdict(RUNNERS[name]) for name in runners},
         "distributions": harness.DISTRIBUTION_DESCRIPTIONS,
         "padding": "right padding to the longest sequence of the (micro-)batch",
+        "quality": "mean-pooled cosine to Hugging Face PyTorch float32 on the packaged sentences "
+                   "(bytetx.exporter.quality), right- and left-padded",
     }
 
 
 def markdown_report(report: dict[str, Any]) -> str:
-    """The machine and peak, then two tables: every runner's median latency; bytetx's throughput,
-    speedups and max |diff|."""
+    """The machine and peaks; the quality of the low-precision engines; every runner's median latency;
+    bytetx by precision against the fastest peers; bytetx's throughput and accuracy."""
     runners = list(report["settings"]["runners"])
-    lines = ["# bytetx CPU benchmark", "", *markdown_header(report), "", "## Median latency (ms)", ""]
-    lines += latency_table(report["results"], runners)
-    lines += ["", "## bytetx: throughput, speedup (baseline latency / bytetx latency), accuracy", ""]
-    lines += bytetx_table(report["results"], [name for name in runners if name != OURS.name])
+    ours = [name for name in runners if RUNNERS[name].kind == "ours"]
+    lines = ["# bytetx CPU benchmark", "", *markdown_header(report), "",
+             "## Quality of the low-precision engines", "", *quality_table(report["models"]), "",
+             "## Median latency (ms)", "", *latency_table(report["results"], runners), "",
+             "## bytetx by precision against the fastest peers", "", *precision_table(report["results"], ours), "",
+             "## bytetx: throughput, speedups (peer latency / bytetx latency), accuracy", "",
+             *bytetx_table(report["results"], ours)]
     return "\n".join(lines) + "\n"
 
 
 def markdown_header(report: dict[str, Any]) -> list[str]:
-    env, peak = report["environment"], report["gemm_peak"]
-    before, after = harness.best_shape(peak["before"])["gflops"], harness.best_shape(peak["after"])["gflops"]
-    m, k, n = (peak["best"][key] for key in ("m", "k", "n"))
+    env = report["environment"]
     load = env["load_average_1min"]
-    machine = (f"{env['cpu']}, {env['cpu_count']} cores, {env['threads']} threads; torch {env['torch']}, "
-               f"onnxruntime {env['onnxruntime']}, transformers {env['transformers']}; {env['date']}; "
-               f"1-minute load average {load['start']:.2f} at the start, {load['end']:.2f} at the end.")
-    peak_line = (f"fp32 GEMM peak (ONNX Runtime MatMul, best of {len(peak['before'])} shapes, measured "
-                 f"before and after the workloads: {before:.1f} and {after:.1f} GFLOP/s): "
-                 f"**{peak['peak_gflops']:.1f} GFLOP/s** at [{m}, {k}] x [{k}, {n}].")
-    return [machine, peak_line]
+    lines = [f"{env['cpu']}, {env['cpu_count']} cores, {env['threads']} threads; torch {env['torch']}, "
+             f"onnxruntime {env['onnxruntime']}, openvino {env.get('openvino', 'not installed')}, transformers "
+             f"{env['transformers']}; {env['date']}; 1-minute load average {load['start']:.2f} at the start, "
+             f"{load['end']:.2f} at the end."]
+    for precision, what in (("fp32", "float32 GEMM peak (ONNX Runtime MatMul"),
+                            ("int8", "int8 GEMM peak (ONNX Runtime MatMulInteger u8 x s8")):
+        peak = report["gemm_peak"][precision]
+        before, after = harness.best_shape(peak["before"])["gflops"], harness.best_shape(peak["after"])["gflops"]
+        m, k, n = (peak["best"][key] for key in ("m", "k", "n"))
+        unit = "GFLOP/s" if precision == "fp32" else "GOP/s"
+        lines.append(f"{what}, best of {len(peak['before'])} shapes, measured before and after the workloads: "
+                     f"{before:.1f} and {after:.1f} {unit}): **{peak['peak']:.1f} {unit}** at [{m}, {k}] x [{k}, {n}].")
+    return lines
+
+
+def quality_table(models: dict[str, Any]) -> list[str]:
+    lines = ["| model | engine | precision | min cosine | mean cosine | nearest neighbour unchanged |",
+             "| --- | --- | --- | ---: | ---: | ---: |"]
+    for model, notes in models.items():
+        for engine, q in notes["quality"].items():
+            lines.append(f"| {model} | {engine} | {RUNNERS[engine].precision} | {q['min_cosine']:.4f} | "
+                         f"{q['mean_cosine']:.4f} | {q['neighbour_agreement']:.1%} |")
+    lines.append("")
+    for model, notes in models.items():
+        recipe = notes["bytetx_int8"]
+        kept = ", ".join(recipe["float32_matmuls"]) or "none"
+        lines.append(f"- {model}, bytetx int8: {recipe['quantized_matmuls']} MatMuls int8; float32: {kept}.")
+    return lines
 
 
 def workload_cells(record: dict[str, Any]) -> str:
@@ -355,30 +509,57 @@ def latency_table(records: list[dict[str, Any]], runners: list[str]) -> list[str
     return lines
 
 
-def bytetx_table(records: list[dict[str, Any]], baselines: list[str]) -> list[str]:
-    ours = OURS.name
-    lines = [
-        "| model | batch | max len | lengths | tokens/s | useful GFLOP/s | % of peak | "
-        + " | ".join(f"vs {name}" for name in baselines)
-        + " | vs best padded | vs best unpadded | max abs diff vs ort |",
-        "|" + " --- |" * 4 + " ---: |" * (len(baselines) + 6),
-    ]
+def peer_cell(record: dict[str, Any], best: dict[str, Any] | None) -> str:
+    if best is None:
+        return "-"
+    return f"{record['latency_ms'][best['baseline']]['median_ms']:.1f} ({best['baseline']})"
+
+
+def percent_of_peak(record: dict[str, Any], name: str) -> str:
+    key = "fraction_of_int8_peak" if RUNNERS[name].precision == "int8" else "fraction_of_peak"
+    return f"{100 * record[key][name]:.0f}%"
+
+
+def precision_table(records: list[dict[str, Any]], ours: list[str]) -> list[str]:
+    """One row per workload and bytetx precision: the fastest padded and unpadded peers of that
+    precision, bytetx, its speedups, and its speedup against the fastest peer of any precision."""
+    lines = ["| model | batch | max len | lengths | precision | fastest padded peer | fastest unpadded peer | "
+             "bytetx | vs fastest padded | vs fastest unpadded | vs fastest peer, any precision | % of its GEMM peak |",
+             "|" + " --- |" * 5 + " ---: |" * 7]
     for r in records:
-        speedups = [f"{r['bytetx_speedup'][name]:.2f}x" for name in baselines]
-        diff = max(r["max_abs_diff_vs_ort"].values())
-        lines.append(
-            workload_cells(r)
-            + f"{r['tokens_per_s'][ours]:,.0f} | {r['useful_gflops'][ours]:.1f} | "
-            + f"{100 * r['fraction_of_peak'][ours]:.0f}% | "
-            + " | ".join(speedups)
-            + f" | {harness.format_speedup(r['best_padded'])} | {harness.format_speedup(r['best_unpadded'])} | {diff:.2e} |"
-        )
+        for mine in ours:
+            padded, unpadded = r["best_padded"][mine], r["best_unpadded"][mine]
+            lines.append(workload_cells(r) + f"{RUNNERS[mine].precision} | {peer_cell(r, padded)} | "
+                         f"{peer_cell(r, unpadded)} | {r['latency_ms'][mine]['median_ms']:.1f} | "
+                         f"{harness.format_speedup(padded)} | {harness.format_speedup(unpadded)} | "
+                         f"{harness.format_speedup(r['fastest_peer'][mine])} | {percent_of_peak(r, mine)} |")
     return lines
 
 
+def bytetx_table(records: list[dict[str, Any]], ours: list[str]) -> list[str]:
+    lines = ["| model | batch | max len | lengths | runner | tokens/s | useful G(FL)OP/s | % of its GEMM peak | "
+             "vs best padded, same precision | vs best unpadded, same precision | vs fastest peer | "
+             "max abs diff vs ort |",
+             "|" + " --- |" * 5 + " ---: |" * 7]
+    for r in records:
+        for mine in ours:
+            diff = f"{max(r['max_abs_diff_vs_ort'].values()):.2e}" if mine == "bytetx" else "-"
+            lines.append(workload_cells(r) + f"{mine} | {r['tokens_per_s'][mine]:,.0f} | "
+                         f"{r['useful_gflops'][mine]:.1f} | {percent_of_peak(r, mine)} | "
+                         f"{harness.format_speedup(r['best_padded'][mine])} | "
+                         f"{harness.format_speedup(r['best_unpadded'][mine])} | "
+                         f"{harness.format_speedup(r['fastest_peer'][mine])} | {diff} |")
+    return lines
+
+
+PLOTTED = (("bytetx", "best_padded", "tab:blue", "bytetx fp32 vs best padded"),
+           ("bytetx", "best_unpadded", "tab:orange", "bytetx fp32 vs best unpadded"),
+           ("bytetx-int8", "fastest_peer", "tab:green", "bytetx int8 vs fastest peer"))
+
+
 def plot_speedups(report: dict[str, Any], path: Path) -> None:
-    """Speedup of bytetx against the best padded and the best unpadded baseline vs max length:
-    one panel per (model, batch), one line per comparison and length distribution."""
+    """bytetx float32 against the best padded and unpadded peers, and bytetx int8 against the fastest
+    peer of any precision, vs max length: one panel per (model, batch)."""
     harness.plot_panels(report["results"], path, "bytetx speedup (x)", plot_panel)
 
 
@@ -386,12 +567,12 @@ def plot_panel(axis: Any, records: list[dict[str, Any]]) -> None:
     """One (model, batch) panel: solid lines for uniform lengths, dashed for skewed."""
     for distribution in dict.fromkeys(r["distribution"] for r in records):
         chosen = [r for r in records if r["distribution"] == distribution]
-        for key, color in (("best_padded", "tab:blue"), ("best_unpadded", "tab:orange")):
-            points = [(r["max_length"], r[key]["speedup"]) for r in chosen if r[key]]
+        for mine, key, color, label in PLOTTED:
+            points = [(r["max_length"], r[key][mine]["speedup"]) for r in chosen if r[key].get(mine)]
             if points:
                 lengths, speedups = zip(*points, strict=True)
                 axis.plot(lengths, speedups, "--" if distribution == "skewed" else "-", color=color,
-                          marker="o", label=f"vs {key.replace('_', ' ')} ({distribution})")
+                          marker="o", label=f"{label} ({distribution})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,21 +581,22 @@ def plot_panel(axis: Any, records: list[dict[str, Any]]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = harness.benchmark_parser(__doc__, "minilm-l6, batch 16, max length 128 and 256, both distributions, "
-                                      "no torch-eager, fewer repeats and GEMM shapes (a few minutes on 2 cores)")
+                                      "no torch-eager and OpenVINO only at its default, fewer repeats and "
+                                      "GEMM shapes (a few minutes on 2 cores)")
     harness.add_workload_options(parser, list(MODELS), default_models=",".join(MODELS),
                                  default_batches="1,8,16,32", default_max_lengths="64,128,256,512",
                                  default_distributions=",".join(harness.DISTRIBUTIONS))
     parser.add_argument("--baselines", type=harness.names(list(BASELINES)),
-                        help=f"comma-separated baselines to time besides bytetx (default: all of "
+                        help=f"comma-separated peers to time besides bytetx float32 and int8 (default: all of "
                              f"{', '.join(BASELINES)})")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch threads and ONNX Runtime intra-op threads (default: all cores)")
+                        help="torch, ONNX Runtime intra-op and OpenVINO threads (default: all cores)")
     harness.add_timing_options(parser, FULL_TIMING, QUICK_TIMING)
     return parser
 
 
 def resolve(args: argparse.Namespace) -> tuple[list[harness.Workload], list[str], harness.TimingPolicy]:
-    """Workloads, runners (baselines then bytetx) and timing policy from the options and --quick."""
+    """Workloads, runners (peers then bytetx) and timing policy from the options and --quick."""
     if args.quick:
         defaults = (["minilm-l6"], [16], [128, 256],
                     [name for name in BASELINES if name not in QUICK_SKIPPED_BASELINES])
@@ -423,46 +605,78 @@ def resolve(args: argparse.Namespace) -> tuple[list[harness.Workload], list[str]
     workloads = harness.workload_grid(args.models or defaults[0], args.batches or defaults[1],
                                       args.max_lengths or defaults[2],
                                       args.distributions or list(harness.DISTRIBUTIONS))
-    runners = (args.baselines or defaults[3]) + [OURS.name]
+    runners = (args.baselines or defaults[3]) + list(OURS)
     return workloads, runners, harness.timing_policy(args, FULL_TIMING, QUICK_TIMING)
 
 
+def installed(runners: list[str], console: Console) -> list[str]:
+    """``runners`` without those whose runtime is not installed, each such one named."""
+    import importlib.util
+
+    needs = {"openvino-f32": ("openvino",), "openvino": ("openvino",), "openvino-int8": ("openvino", "nncf")}
+    kept = []
+    for name in runners:
+        missing = [m for m in needs.get(RUNNERS[name].engine, ()) if importlib.util.find_spec(m) is None]
+        if missing:
+            console.print(f"{name} left out: {', '.join(missing)} not installed (pip install '.[bench]')",
+                          highlight=False)
+        else:
+            kept.append(name)
+    return kept
+
+
 def run_benchmark(args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    """GEMM peak, every workload of every model, GEMM peak again: the report as a JSON-ready dict."""
+    """GEMM peaks, every workload of every model, GEMM peaks again: the report as a JSON-ready dict."""
     workloads, runners, policy = resolve(args)
+    runners = installed(runners, console)
     shapes = peak_shapes(args.quick)
     load_at_start = os.getloadavg()
+    peaks: dict[str, dict[str, Any]] = {}
     with harness.progress_bar(console) as progress, tempfile.TemporaryDirectory() as tmp:
-        task = progress.add_task("GEMM peak", total=2 * len(shapes) + len(workloads) * len(runners))
-        peak_before = measure_gemm_peak(shapes, args.threads, policy, lambda: progress.advance(task))
-        peak_gflops = harness.best_shape(peak_before)["gflops"]
+        task = progress.add_task("GEMM peaks", total=4 * len(shapes) + len(workloads) * len(runners))
+        for precision in PEAK_PRECISIONS:
+            peaks[precision] = {"before": measure_gemm_peak(shapes, precision, args.threads, policy,
+                                                            lambda: progress.advance(task))}
+        peak_gflops = harness.best_shape(peaks["fp32"]["before"])["gflops"]
         estimate = estimate_seconds(workloads, runners, peak_gflops, policy)
-        console.print(f"fp32 GEMM peak {peak_gflops:.1f} GFLOP/s; {len(workloads)} workloads x "
-                      f"{len(runners)} runners: rough estimate {harness.format_duration(estimate)} of timing, "
-                      "plus model preparation", highlight=False)
+        console.print(f"fp32 GEMM peak {peak_gflops:.1f} GFLOP/s, int8 "
+                      f"{harness.best_shape(peaks['int8']['before'])['gflops']:.1f} GOP/s; {len(workloads)} "
+                      f"workloads x {len(runners)} runners: rough estimate {harness.format_duration(estimate)} "
+                      "of timing, plus model preparation", highlight=False)
         results, model_notes = [], {}
         for model_name in dict.fromkeys(w.model for w in workloads):
             started = time.perf_counter()
             model = prepare_model(MODELS[model_name], runners, args.threads, Path(tmp),
                                   lambda text: progress.update(task, description=text))
-            model_notes[model_name] = {**asdict(model.dims), "ort_fused_ops": model.fused_ops,
+            model_notes[model_name] = {**asdict(model.dims), **model.notes,
                                        "preparation_s": time.perf_counter() - started}
             for workload in (w for w in workloads if w.model == model_name):
                 results.append(run_and_log(workload, model, runners, policy, progress, task))
             del model  # frees its sessions before the next model is loaded
-        progress.update(task, description="GEMM peak")
-        peak_after = measure_gemm_peak(shapes, args.threads, policy, lambda: progress.advance(task))
-    best = harness.best_shape(peak_before + peak_after)
+        progress.update(task, description="GEMM peaks")
+        for precision in PEAK_PRECISIONS:
+            peaks[precision]["after"] = measure_gemm_peak(shapes, precision, args.threads, policy,
+                                                          lambda: progress.advance(task))
+    for peak in peaks.values():
+        peak["best"] = harness.best_shape(peak["before"] + peak["after"])
+        peak["peak"] = peak["best"]["gflops"]
     return {
-        "environment": harness.environment(threads=args.threads,
-                                   load_average_1min={"start": load_at_start[0], "end": os.getloadavg()[0]}),
+        "environment": harness.environment(threads=args.threads, openvino=openvino_version(),
+                                           load_average_1min={"start": load_at_start[0], "end": os.getloadavg()[0]}),
         "settings": describe_settings(args, policy, runners),
-        "gemm_peak": {"peak_gflops": best["gflops"], "best": best,
-                      "before": peak_before, "after": peak_after},
+        "gemm_peak": peaks,
         "models": model_notes,
         "flops_formula": harness.FLOPS_FORMULA,
-        "results": [result.record(best["gflops"]) for result in results],
+        "results": [result.record(peaks["fp32"]["peak"], peaks["int8"]["peak"]) for result in results],
     }
+
+
+def openvino_version() -> str:
+    try:
+        import openvino
+    except ImportError:
+        return "not installed"
+    return openvino.__version__
 
 
 def run_and_log(workload: harness.Workload, model: ModelUnderTest, runners: Sequence[str],

@@ -184,6 +184,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         if source.is_dir():
             status.update(f"loading {name}")
             loaded = load_hf_model(source, args.attn_implementation)
+            if loaded.export_config.by_structure and not args.verify:
+                raise ExportError(f"model type '{loaded.config.model_type}' has no export config of its own: "
+                                  "bytetx accepts it by its structure, only when verification against Hugging "
+                                  "Face passes, so --no-verify cannot be used")
             status.update(f"exporting {loaded.config.model_type} with torch.onnx ({args.exporter})")
             original = export_to_onnx(loaded, args.exporter, args.opset)
             console.print(f"exported {name} ({loaded.config.model_type}, {args.exporter}, "
@@ -272,11 +276,10 @@ def _int8_options(args: argparse.Namespace) -> float:
 
 def _quantize_checked(original, rewritten, loaded, source: Path, min_cosine: float, console: Console):
     """The int8 model, or VerificationError when even the best recipe stays below ``min_cosine``."""
-    from bytetx.exporter.int8 import quality_check, to_int8
+    from bytetx.exporter.int8 import int8_for
 
     try:
-        check = quality_check(original, rewritten, loaded, source)
-        result = to_int8(rewritten, check, min_cosine)
+        result = int8_for(original, rewritten, loaded, source, min_cosine)
     except _ort_errors() as error:
         raise VerificationError(f"ONNX Runtime failed while quantizing: {str(error).strip()}; "
                                 "the model was not written") from None

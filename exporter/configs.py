@@ -1,10 +1,15 @@
-"""One export config per supported architecture, registered in one table.
+"""One export config per tested architecture, registered in one table, and the config of any other
+model type, read off the loaded model.
 
-A config says which inputs the architecture's base model takes; similar architectures inherit.
+A config says which inputs the architecture's base model takes; similar architectures inherit. A model
+type without a config of its own (CamemBERT, say, whose graph is RoBERTa's) is accepted by structure:
+its config comes from the model's forward signature, and the export stands only if the rewrite
+matches its graph and verification against Hugging Face passes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import ClassVar
 
 
@@ -19,6 +24,8 @@ class EncoderExportConfig:
     inputs: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "token_type_ids")
     # Token id written into padding positions of verification batches.
     default_pad_token_id: ClassVar[int] = 0
+    # Read off the model rather than registered: its export must be verified.
+    by_structure: ClassVar[bool] = False
 
 
 class BertExportConfig(EncoderExportConfig):
@@ -65,12 +72,19 @@ EXPORT_CONFIGS: dict[str, type[EncoderExportConfig]] = {
 }
 
 
-def export_config_for(model_type: str) -> type[EncoderExportConfig]:
-    """The export config of ``model_type``; UnsupportedModelError names the supported list."""
-    try:
-        return EXPORT_CONFIGS[model_type]
-    except KeyError:
+def config_by_structure(model_type: str, forward_parameters: Collection[str],
+                        type_vocab_size: int) -> type[EncoderExportConfig]:
+    """The config of a model type with none of its own: token ids and attention mask, and token types
+    where its forward takes them and it has more than one; UnsupportedModelError if it takes neither
+    ids nor a mask (no encoder bytetx can make padding-free)."""
+    missing = [name for name in ("input_ids", "attention_mask") if name not in forward_parameters]
+    if missing:
         raise UnsupportedModelError(
-            f"model type '{model_type}' is not supported; bytetx exports these BERT-family encoders: "
-            + ", ".join(sorted(EXPORT_CONFIGS))
-        ) from None
+            f"model type '{model_type}' is not a BERT-family encoder: its forward takes no {' or '.join(missing)}; "
+            "bytetx exports encoders like these: " + ", ".join(sorted(EXPORT_CONFIGS)))
+    token_types = "token_type_ids" in forward_parameters and type_vocab_size > 1
+    return type(f"StructuralExportConfig[{model_type}]", (EncoderExportConfig,), {
+        "model_type": model_type,
+        "inputs": ("input_ids", "attention_mask") + (("token_type_ids",) if token_types else ()),
+        "by_structure": True,
+    })

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import warnings
@@ -12,7 +13,7 @@ from typing import Literal
 import onnx
 import torch
 
-from .configs import EncoderExportConfig, export_config_for
+from .configs import EXPORT_CONFIGS, EncoderExportConfig, config_by_structure
 
 Exporter = Literal["torchscript", "dynamo"]
 AttnImplementation = Literal["eager", "sdpa"]
@@ -72,7 +73,7 @@ def load_hf_model(model_dir: str | Path, attn_implementation: AttnImplementation
     from transformers import AutoModel
 
     model_dir = Path(model_dir)
-    export_config = export_config_for(read_model_type(model_dir))
+    model_type = read_model_type(model_dir)
     try:
         model = AutoModel.from_pretrained(
             str(model_dir), attn_implementation=attn_implementation, local_files_only=True
@@ -80,6 +81,8 @@ def load_hf_model(model_dir: str | Path, attn_implementation: AttnImplementation
     except Exception as error:  # noqa: BLE001 - corrupt weights raise safetensors', torch's or pickle's errors
         raise ExportError(f"could not load the model in {model_dir}: {error}") from None
     model.eval()
+    export_config = EXPORT_CONFIGS.get(model_type) or config_by_structure(
+        model_type, inspect.signature(model.forward).parameters, int(getattr(model.config, "type_vocab_size", 0) or 0))
     outputs = ("last_hidden_state",) + (("pooler_output",) if getattr(model, "pooler", None) is not None else ())
     return LoadedModel(model, model.config, export_config, export_config.inputs, outputs)
 

@@ -251,6 +251,13 @@ def to_int8(rewritten: onnx.ModelProto, check: QualityCheck, min_cosine: float) 
     return models[tuple(chosen)]
 
 
+def int8_for(original: onnx.ModelProto, rewritten: onnx.ModelProto, loaded, source: Path,
+             min_cosine: float) -> Int8Result:
+    """The int8 recipe of ``rewritten`` chosen by the quality check of ``source`` (a model directory or
+    the ONNX file) against ``loaded`` or the float32 model; its report says whether it passed."""
+    return to_int8(rewritten, quality_check(original, rewritten, loaded, source), min_cosine)
+
+
 def quality_check(original: onnx.ModelProto, rewritten: onnx.ModelProto, loaded, source: Path) -> QualityCheck:
     """The check of an int8 export: the sentence set through the model's tokenizer (random token ids
     where it has none), against Hugging Face PyTorch in float32 for model directories (``loaded``, a

@@ -73,13 +73,12 @@ def quantize_packed(packed, plain, loaded, model_dir: Path, min_cosine: float | 
     """The packed model with int8 GEMMs: the smoothing and which GEMMs stay float32 are chosen on the
     padding-free model (the packed flavour shares its MatMul nodes and weights) by the quality check on
     the sentence set."""
-    from bytetx.exporter.int8 import quality_check, to_int8
+    from bytetx.exporter.int8 import int8_for
     from bytetx.exporter.quality import DEFAULT_MIN_COSINE
     from bytetx.graph_rewrite import rewrite_padding_free
 
     rewritten, _ = rewrite_padding_free(plain)
-    result = to_int8(rewritten, quality_check(plain, rewritten, loaded, model_dir),
-                     DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
+    result = int8_for(plain, rewritten, loaded, model_dir, DEFAULT_MIN_COSINE if min_cosine is None else min_cosine)
     line = f"int8 {result.report}"
     if not result.report.passed:
         raise ExportError(line + ": FAILED; nothing was written")

@@ -12,11 +12,8 @@
 #include <vector>
 
 #include "capi/capi_internal.h"
-#include "common/packed_layout.h"
 #include "common/parallel_for.h"
-#include "cpu/fused_mha.h"
-#include "cpu/rebuild_padding.h"
-#include "cpu/remove_padding.h"
+#include "cpu/contract_run.h"
 
 namespace bytetx::capi {
 namespace {
@@ -122,25 +119,12 @@ Status RemovePadding(int32_t device, const bytetx_tensor* input, const bytetx_te
     BYTETX_RETURN_IF_ERROR(ExpectOutput(*packed, specs[Contract::kPacked], inputs[0].type, {rows, dims.hidden}));
     return OnCuda([&] { return RemovePaddingCuda(dims, *input, *mask, *packed, *cu_seqlens, *token_offset, stream); });
   }
-  cpu::RemovePaddingParams params;
-  int64_t num_tokens = 0;
-  if (inputs[Contract::kAttentionMask].type == ElementType::kInt64) {
-    params.mask_type = cpu::MaskType::kInt64;
-    num_tokens = packed::CountTokens(static_cast<const int64_t*>(mask->data), dims.batch, dims.seq_len);
-  } else {
-    params.mask_type = cpu::MaskType::kInt32;
-    num_tokens = packed::CountTokens(static_cast<const int32_t*>(mask->data), dims.batch, dims.seq_len);
-  }
+  const cpu::MaskType mask_type = cpu::MaskTypeOf(inputs[Contract::kAttentionMask].type);
+  const int64_t num_tokens = cpu::CountTokens(dims, mask->data, mask_type);
   BYTETX_RETURN_IF_ERROR(ExpectOutput(*packed, specs[Contract::kPacked], inputs[0].type, {num_tokens, dims.hidden}));
-  params.input = static_cast<const float*>(input->data);
-  params.attention_mask = mask->data;
-  params.batch = dims.batch;
-  params.seq_len = dims.seq_len;
-  params.hidden = dims.hidden;
-  params.packed = static_cast<float*>(packed->data);
-  params.cu_seqlens = static_cast<int32_t*>(cu_seqlens->data);
-  params.token_offset = static_cast<int32_t*>(token_offset->data);
-  return cpu::RunRemovePadding(params, kThreads);
+  return cpu::RunRemovePadding(dims, static_cast<const float*>(input->data), mask->data, mask_type,
+                               static_cast<float*>(packed->data), static_cast<int32_t*>(cu_seqlens->data),
+                               static_cast<int32_t*>(token_offset->data), kThreads);
 }
 
 Status FusedMHA(int32_t device, const bytetx_tensor* qkv, const bytetx_tensor* qkv_bias, const bytetx_tensor* cu_seqlens,
@@ -159,19 +143,9 @@ Status FusedMHA(int32_t device, const bytetx_tensor* qkv, const bytetx_tensor* q
   if (device == BYTETX_CUDA) {
     return OnCuda([&] { return FusedMHACuda(dims, attributes, *qkv, *qkv_bias, *cu_seqlens, *context, stream); });
   }
-  const auto* cu = static_cast<const int32_t*>(cu_seqlens->data);
-  BYTETX_RETURN_IF_ERROR(packed::ValidateCuSeqlens(cu, dims.batch, dims.seq_len, dims.num_tokens));
-  cpu::FusedMHAParams params;
-  params.qkv = static_cast<const float*>(qkv->data);
-  params.qkv_bias = static_cast<const float*>(qkv_bias->data);
-  params.cu_seqlens = cu;
-  params.batch = dims.batch;
-  params.num_tokens = dims.num_tokens;
-  params.num_heads = attributes.num_heads;
-  params.head_size = dims.head_size;
-  params.scale = Contract::Scale(attributes, dims.head_size);
-  params.context = static_cast<float*>(context->data);
-  return cpu::RunFusedMHA(params, kThreads);
+  return cpu::RunFusedMHA(dims, attributes, static_cast<const float*>(qkv->data),
+                          static_cast<const float*>(qkv_bias->data), static_cast<const int32_t*>(cu_seqlens->data),
+                          static_cast<float*>(context->data), kThreads);
 }
 
 Status RebuildPadding(int32_t device, const bytetx_tensor* packed, const bytetx_tensor* token_offset,
@@ -187,17 +161,9 @@ Status RebuildPadding(int32_t device, const bytetx_tensor* packed, const bytetx_
   if (device == BYTETX_CUDA) {
     return OnCuda([&] { return RebuildPaddingCuda(dims, *packed, *token_offset, *output, stream); });
   }
-  const auto* offsets = static_cast<const int32_t*>(token_offset->data);
-  BYTETX_RETURN_IF_ERROR(packed::ValidateTokenOffset(offsets, dims.batch * dims.seq_len, dims.num_tokens));
-  cpu::RebuildPaddingParams params;
-  params.packed = static_cast<const float*>(packed->data);
-  params.token_offset = offsets;
-  params.num_tokens = dims.num_tokens;
-  params.batch = dims.batch;
-  params.seq_len = dims.seq_len;
-  params.hidden = dims.hidden;
-  params.output = static_cast<float*>(output->data);
-  return cpu::RunRebuildPadding(params, kThreads);
+  return cpu::RunRebuildPadding(dims, static_cast<const float*>(packed->data),
+                                static_cast<const int32_t*>(token_offset->data), static_cast<float*>(output->data),
+                                kThreads);
 }
 
 // The status code of `status`, its message ("<op>: ...") copied into the caller's buffer.

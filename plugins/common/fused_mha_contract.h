@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/contract.h"
+#include "common/op_dims.h"
 #include "common/packed_layout.h"
 #include "kernels/fused_mha/fused_mha_head_sizes.h"
 
@@ -34,13 +35,7 @@ struct FusedMHA {
     std::optional<float> scale;  // absent: 1 / sqrt(head_size)
   };
 
-  struct Dims {
-    int64_t num_tokens = 0;  // T
-    int64_t hidden = 0;      // H
-    int64_t head_size = 0;   // H / num_heads
-    int64_t batch = 0;       // B
-    int64_t seq_len = 0;     // S: bounds every sequence length
-  };
+  using Dims = FusedMHADims;
 
   static Status ValidateAttributes(const Attributes& attributes) {
     BYTETX_CHECK(attributes.num_heads >= 1, "attribute 'num_heads' must be >= 1, but it is ", attributes.num_heads);

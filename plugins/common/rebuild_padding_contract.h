@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "common/contract.h"
+#include "common/op_dims.h"
 #include "common/packed_layout.h"
 
 namespace bytetx::contract {
@@ -23,12 +24,7 @@ struct RebuildPadding {
       {"output", "[B, S, H]", 3, TypeRule::SameAs(kPacked)},
   };
 
-  struct Dims {
-    int64_t num_tokens = 0;  // T
-    int64_t hidden = 0;      // H
-    int64_t batch = 0;       // B
-    int64_t seq_len = 0;     // S
-  };
+  using Dims = RebuildPaddingDims;
 
   // Ranks, types and shapes; dimensions not known yet are skipped. The entries of token_offset are
   // checked by packed::ValidateTokenOffset where they are on the host (the CPU back end).

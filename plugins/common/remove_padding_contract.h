@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "common/contract.h"
+#include "common/op_dims.h"
 #include "common/packed_layout.h"
 
 namespace bytetx::contract {
@@ -24,11 +25,7 @@ struct RemovePadding {
       {"token_offset", "[B, S]", 2, TypeRule::Exactly(ElementType::kInt32)},
   };
 
-  struct Dims {
-    int64_t batch = 0;    // B
-    int64_t seq_len = 0;  // S
-    int64_t hidden = 0;   // H
-  };
+  using Dims = RemovePaddingDims;
 
   // Ranks, types and shapes; dimensions not known yet are skipped. The mask's values (a slot is a
   // token where it is nonzero) need no check: CountTokens counts them where they are on the host.

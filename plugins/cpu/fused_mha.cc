@@ -205,7 +205,7 @@ Scratch& ThreadScratch() {
 
 BYTETX_TARGET_CLONES
 void RunTask(const FusedMHAParams& p, const Task& task) {
-  const int64_t d = p.head_size;
+  const int64_t d = p.dims.head_size;
   const int64_t hidden = p.num_heads * d;
   const int64_t first = p.cu_seqlens[task.sequence];
   const int64_t len = p.cu_seqlens[task.sequence + 1] - first;
@@ -265,18 +265,18 @@ void RunTask(const FusedMHAParams& p, const Task& task) {
 }  // namespace
 
 Status RunFusedMHA(const FusedMHAParams& p, const ParallelFor& parallel_for) {
-  if (p.num_tokens == 0 || p.head_size == 0) {
+  if (p.dims.num_tokens == 0 || p.dims.head_size == 0) {
     return Status::Ok();
   }
   int64_t pairs = 0;
-  for (int64_t b = 0; b < p.batch; ++b) {
+  for (int64_t b = 0; b < p.dims.batch; ++b) {
     pairs += p.cu_seqlens[b + 1] > p.cu_seqlens[b] ? p.num_heads : 0;
   }
   // Row ranges change how rows are grouped, never the operations on a row (see GemmTile), so a
   // sequence gives the same result in any batch.
   const int64_t splits = pairs == 0 ? 1 : (kMinTasks + pairs - 1) / pairs;
   std::vector<Task> tasks;
-  for (int64_t b = 0; b < p.batch; ++b) {
+  for (int64_t b = 0; b < p.dims.batch; ++b) {
     const int64_t len = p.cu_seqlens[b + 1] - p.cu_seqlens[b];
     if (len == 0) {
       continue;

@@ -12,8 +12,8 @@ constexpr size_t kMinFloatsPerTask = size_t{1} << 15;
 }  // namespace
 
 Status RunRebuildPadding(const RebuildPaddingParams& p, const ParallelFor& parallel_for) {
-  const auto num_slots = static_cast<size_t>(p.batch * p.seq_len);
-  const auto hidden = static_cast<size_t>(p.hidden);
+  const auto num_slots = static_cast<size_t>(p.dims.batch * p.dims.seq_len);
+  const auto hidden = static_cast<size_t>(p.dims.hidden);
   if (num_slots == 0 || hidden == 0) {
     return Status::Ok();
   }
@@ -23,7 +23,7 @@ Status RunRebuildPadding(const RebuildPaddingParams& p, const ParallelFor& paral
   BYTETX_RETURN_IF_ERROR(parallel_for.ForRange(num_slots, grain, [&](size_t begin, size_t end) {
     std::memset(p.output + begin * hidden, 0, (end - begin) * hidden * sizeof(float));
   }));
-  return parallel_for.ForRange(static_cast<size_t>(p.num_tokens), grain, [&](size_t begin, size_t end) {
+  return parallel_for.ForRange(static_cast<size_t>(p.dims.num_tokens), grain, [&](size_t begin, size_t end) {
     for (size_t t = begin; t < end; ++t) {
       const auto slot = static_cast<size_t>(p.token_offset[t]);
       std::memcpy(p.output + slot * hidden, p.packed + t * hidden, hidden * sizeof(float));

@@ -4,18 +4,16 @@
 #include <cstdint>
 
 #include "common/checks.h"
+#include "common/op_dims.h"
 #include "common/parallel_for.h"
 
 namespace bytetx::cpu {
 
 struct RebuildPaddingParams {
-  const float* packed = nullptr;         // [num_tokens, hidden]
-  const int32_t* token_offset = nullptr; // [batch, seq_len]; entries t < num_tokens distinct, in range
-  int64_t num_tokens = 0;                // <= batch * seq_len
-  int64_t batch = 0;
-  int64_t seq_len = 0;
-  int64_t hidden = 0;
-  float* output = nullptr;               // [batch, seq_len, hidden]
+  const float* packed = nullptr;         // [T, H]
+  const int32_t* token_offset = nullptr; // [B, S]; entries t < T distinct, in range (ValidateTokenOffset)
+  RebuildPaddingDims dims;               // T <= B * S, H, B, S
+  float* output = nullptr;               // [B, S, H]
 };
 
 Status RunRebuildPadding(const RebuildPaddingParams& p, const ParallelFor& parallel_for);

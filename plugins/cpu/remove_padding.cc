@@ -15,14 +15,14 @@ constexpr size_t kMinFloatsPerTask = size_t{1} << 15;
 
 Status RunRemovePadding(const RemovePaddingParams& p, const ParallelFor& parallel_for) {
   if (p.mask_type == MaskType::kInt64) {
-    packed::BuildPackedLayout(static_cast<const int64_t*>(p.attention_mask), p.batch, p.seq_len,
+    packed::BuildPackedLayout(static_cast<const int64_t*>(p.attention_mask), p.dims.batch, p.dims.seq_len,
                               p.cu_seqlens, p.token_offset);
   } else {
-    packed::BuildPackedLayout(static_cast<const int32_t*>(p.attention_mask), p.batch, p.seq_len,
+    packed::BuildPackedLayout(static_cast<const int32_t*>(p.attention_mask), p.dims.batch, p.dims.seq_len,
                               p.cu_seqlens, p.token_offset);
   }
-  const auto num_tokens = static_cast<size_t>(p.cu_seqlens[p.batch]);
-  const auto hidden = static_cast<size_t>(p.hidden);
+  const auto num_tokens = static_cast<size_t>(p.cu_seqlens[p.dims.batch]);
+  const auto hidden = static_cast<size_t>(p.dims.hidden);
   if (num_tokens == 0 || hidden == 0) {
     return Status::Ok();
   }

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "common/checks.h"
+#include "common/op_dims.h"
 #include "common/parallel_for.h"
 
 namespace bytetx::cpu {
@@ -11,15 +12,13 @@ namespace bytetx::cpu {
 enum class MaskType { kInt32, kInt64 };
 
 struct RemovePaddingParams {
-  const float* input = nullptr;           // [batch, seq_len, hidden]
-  const void* attention_mask = nullptr;   // [batch, seq_len] of mask_type, values 0 or 1 (validated)
+  const float* input = nullptr;           // [B, S, H]
+  const void* attention_mask = nullptr;   // [B, S] of mask_type; a slot is a token where it is nonzero
   MaskType mask_type = MaskType::kInt64;
-  int64_t batch = 0;
-  int64_t seq_len = 0;                    // batch * seq_len fits int32 (validated)
-  int64_t hidden = 0;
-  float* packed = nullptr;                // [T, hidden], T = number of ones in the mask
-  int32_t* cu_seqlens = nullptr;          // [batch + 1]
-  int32_t* token_offset = nullptr;        // [batch, seq_len]
+  RemovePaddingDims dims;                // B, S, H; B * S fits int32 (validated)
+  float* packed = nullptr;                // [T, H], T = number of nonzero slots
+  int32_t* cu_seqlens = nullptr;          // [B + 1]
+  int32_t* token_offset = nullptr;        // [B, S]
 };
 
 Status RunRemovePadding(const RemovePaddingParams& p, const ParallelFor& parallel_for);

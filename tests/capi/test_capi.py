@@ -87,6 +87,13 @@ def _remove_padding_call(lib, x=X, mask=MASK, packed_rows=6, device=kernels.CPU)
                        ref(np.zeros((2, 4), np.int32)))
 
 
+def _fused_mha_call(lib, dtype=np.float32, bias_size=48, cu_seqlens=(0, 3, 6), num_heads=2):
+    """T=6 tokens of B=2 sequences, H=16, through the CPU FusedMHA; each argument breaks one thing."""
+    lib.fused_mha(kernels.CPU, ref(np.zeros((6, 48), dtype)), ref(np.zeros(bias_size, dtype)),
+                  ref(np.array(cu_seqlens, np.int32)), ref(np.zeros((2, 4), np.int32)), num_heads, None,
+                  ref(np.zeros((6, 16), dtype)))
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
@@ -97,22 +104,11 @@ def _remove_padding_call(lib, x=X, mask=MASK, packed_rows=6, device=kernels.CPU)
         (lambda lib: _remove_padding_call(lib, packed_rows=5),
          "RemovePadding: output 'packed' must have shape [T, H] = [6, 8], but its shape is [5, 8]"),
         (lambda lib: _remove_padding_call(lib, device=7), "device must be BYTETX_CPU (0) or BYTETX_CUDA (1)"),
-        (lambda lib: lib.fused_mha(kernels.CPU, ref(np.zeros((6, 48), np.float32)), ref(np.zeros(47, np.float32)),
-                                   ref(np.array([0, 3, 6], np.int32)), ref(np.zeros((2, 4), np.int32)), 2, None,
-                                   ref(np.zeros((6, 16), np.float32))),
-         "FusedMHA: input 'qkv_bias' must have shape [3 * H] = [48]"),
-        (lambda lib: lib.fused_mha(kernels.CPU, ref(np.zeros((6, 48), np.float32)), ref(np.zeros(48, np.float32)),
-                                   ref(np.array([0, 3, 7], np.int32)), ref(np.zeros((2, 4), np.int32)), 2, None,
-                                   ref(np.zeros((6, 16), np.float32))),
+        (lambda lib: _fused_mha_call(lib, bias_size=47), "FusedMHA: input 'qkv_bias' must have shape [3 * H] = [48]"),
+        (lambda lib: _fused_mha_call(lib, cu_seqlens=[0, 3, 7]),
          "FusedMHA: input 'cu_seqlens' must end at the number of packed tokens T=6, but cu_seqlens[2]=7"),
-        (lambda lib: lib.fused_mha(kernels.CPU, ref(np.zeros((6, 48), np.float16)), ref(np.zeros(48, np.float16)),
-                                   ref(np.array([0, 3, 6], np.int32)), ref(np.zeros((2, 4), np.int32)), 2, None,
-                                   ref(np.zeros((6, 16), np.float16))),
-         "FusedMHA: input 'qkv' must be float32, but it is float16"),
-        (lambda lib: lib.fused_mha(kernels.CPU, ref(np.zeros((6, 48), np.float32)), ref(np.zeros(48, np.float32)),
-                                   ref(np.array([0, 3, 6], np.int32)), ref(np.zeros((2, 4), np.int32)), 0, None,
-                                   ref(np.zeros((6, 16), np.float32))),
-         "FusedMHA: attribute 'num_heads' must be >= 1, but it is 0"),
+        (lambda lib: _fused_mha_call(lib, dtype=np.float16), "FusedMHA: input 'qkv' must be float32, but it is float16"),
+        (lambda lib: _fused_mha_call(lib, num_heads=0), "FusedMHA: attribute 'num_heads' must be >= 1, but it is 0"),
         (lambda lib: lib.rebuild_padding(kernels.CPU, ref(np.zeros((2, 8), np.float32)),
                                          ref(np.array([[0, 0], [1, 2]], np.int32)), ref(np.zeros((2, 2, 8), np.float32))),
          "RebuildPadding: input 'token_offset' entries t < T must be distinct"),

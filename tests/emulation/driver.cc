@@ -1,9 +1,9 @@
 // C ABI for the kernel tests (tests/kernels/test_emulated_*.py): each emu_* function fills a launcher's
 // params struct from plain arguments and calls the real launcher of plugins/kernels/, each cpu_*
-// function runs the CPU op of plugins/cpu/ for the reference. Built twice: for the host emulation
-// (device pointers are host memory) and, on a machine with a GPU, by nvcc for the real device (device
-// pointers are CUDA memory; launches go to the legacy default stream). Returns are cudaError_t values
-// (emu_*) or 0 / 1 for ok / error (cpu_*).
+// function runs the CPU op of plugins/cpu/ for the reference, through cpu/contract_run.h as the CPU
+// shells do. Built twice: for the host emulation (device pointers are host memory) and, on a machine
+// with a GPU, by nvcc for the real device (device pointers are CUDA memory; launches go to the legacy
+// default stream). Returns are cudaError_t values (emu_*) or 0 / 1 for ok / error (cpu_*).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -13,9 +13,7 @@
 #ifdef BYTETX_CUDA_EMULATION
 #include "bytetx_emulation.h"
 #endif
-#include "cpu/fused_mha.h"
-#include "cpu/rebuild_padding.h"
-#include "cpu/remove_padding.h"
+#include "cpu/contract_run.h"
 #include "kernels/fused_mha/fused_mha.h"
 #include "kernels/fused_mha/fused_mha_launch.cuh"
 #include "kernels/rebuild_padding/rebuild_padding.h"
@@ -38,7 +36,7 @@ enum MhaChoice { kAuto = 0, kShort = 1, kTiled = 2, kFmaAsOnSm75 = 3 };
 
 template <typename T>
 cudaError_t LaunchFmaAsOnSm75(const bytetx::cuda::FusedMHAParams& p) {
-  return bytetx::cuda::DispatchHeadSize(p.head_size, cudaErrorInvalidValue, [&](auto head_size) {
+  return bytetx::cuda::DispatchHeadSize(p.dims.head_size, cudaErrorInvalidValue, [&](auto head_size) {
     return bytetx::cuda::fused_mha::LaunchTyped<T, decltype(head_size)::value>(
         p, bytetx::cuda::FusedMHAKernel::kTiled, false, nullptr);
   });
@@ -52,11 +50,8 @@ bytetx::cuda::FusedMHAParams MhaParams(int dtype, const void* qkv, const void* b
   p.qkv = qkv;
   p.qkv_bias = bias;
   p.cu_seqlens = cu_seqlens;
-  p.batch = batch;
-  p.seq_len = seq_len;
-  p.num_tokens = num_tokens;
+  p.dims = {num_tokens, num_heads * head_size, head_size, batch, seq_len};
   p.num_heads = num_heads;
-  p.head_size = head_size;
   p.scale = scale;
   p.context = context;
   p.kernel = kernel == kShort   ? bytetx::cuda::FusedMHAKernel::kShort
@@ -87,9 +82,7 @@ EMU_EXPORT int emu_remove_padding(int dtype, const void* input, const void* mask
   p.mask_type = mask_type == 0   ? bytetx::cuda::MaskType::kInt32
                 : mask_type == 1 ? bytetx::cuda::MaskType::kInt64
                                  : bytetx::cuda::MaskType::kBits;
-  p.batch = batch;
-  p.seq_len = seq_len;
-  p.hidden = hidden;
+  p.dims = {batch, seq_len, hidden};
   p.packed_rows = packed_rows;
   p.packed = packed;
   p.cu_seqlens = cu_seqlens;
@@ -107,10 +100,7 @@ EMU_EXPORT int emu_rebuild_padding(int dtype, const void* packed, const int32_t*
   p.dtype = ToDataType(dtype);
   p.packed = packed;
   p.token_offset = token_offset;
-  p.num_tokens = num_tokens;
-  p.batch = batch;
-  p.seq_len = seq_len;
-  p.hidden = hidden;
+  p.dims = {num_tokens, hidden, batch, seq_len};
   p.output = output;
   return bytetx::cuda::LaunchRebuildPadding(p, nullptr);
 }
@@ -126,7 +116,7 @@ EMU_EXPORT int emu_fused_mha(int dtype, const void* qkv, const void* bias, const
   if (bytetx::cuda::CheckFusedMHAParams(p) != nullptr) {
     return cudaErrorInvalidValue;
   }
-  if (p.num_tokens == 0 || p.batch == 0 || p.seq_len == 0) {
+  if (p.dims.num_tokens == 0 || p.dims.batch == 0 || p.dims.seq_len == 0) {
     return cudaSuccess;
   }
   return p.dtype == DataType::kBFloat16 ? LaunchFmaAsOnSm75<__nv_bfloat16>(p)
@@ -144,43 +134,21 @@ EMU_EXPORT int emu_fused_mha_selected(int dtype, int64_t seq_len, int64_t head_s
 EMU_EXPORT int cpu_remove_padding(const float* input, const void* mask, int mask_is_int64, int64_t batch,
                                   int64_t seq_len, int64_t hidden, float* packed, int32_t* cu_seqlens,
                                   int32_t* token_offset) {
-  bytetx::cpu::RemovePaddingParams p;
-  p.input = input;
-  p.attention_mask = mask;
-  p.mask_type = mask_is_int64 != 0 ? bytetx::cpu::MaskType::kInt64 : bytetx::cpu::MaskType::kInt32;
-  p.batch = batch;
-  p.seq_len = seq_len;
-  p.hidden = hidden;
-  p.packed = packed;
-  p.cu_seqlens = cu_seqlens;
-  p.token_offset = token_offset;
-  return ToInt(bytetx::cpu::RunRemovePadding(p, bytetx::ParallelFor::Serial()));
+  const bytetx::cpu::MaskType mask_type = mask_is_int64 != 0 ? bytetx::cpu::MaskType::kInt64 : bytetx::cpu::MaskType::kInt32;
+  return ToInt(bytetx::cpu::RunRemovePadding({batch, seq_len, hidden}, input, mask, mask_type, packed, cu_seqlens,
+                                             token_offset, bytetx::ParallelFor::Serial()));
 }
 
+// Every sequence is at most T long, the bound its cu_seqlens check gets.
 EMU_EXPORT int cpu_fused_mha(const float* qkv, const float* bias, const int32_t* cu_seqlens, int64_t batch,
                              int64_t num_tokens, int64_t num_heads, int64_t head_size, float scale, float* context) {
-  bytetx::cpu::FusedMHAParams p;
-  p.qkv = qkv;
-  p.qkv_bias = bias;
-  p.cu_seqlens = cu_seqlens;
-  p.batch = batch;
-  p.num_tokens = num_tokens;
-  p.num_heads = num_heads;
-  p.head_size = head_size;
-  p.scale = scale;
-  p.context = context;
-  return ToInt(bytetx::cpu::RunFusedMHA(p, bytetx::ParallelFor::Serial()));
+  const bytetx::contract::FusedMHA::Dims dims{num_tokens, num_heads * head_size, head_size, batch, num_tokens};
+  return ToInt(bytetx::cpu::RunFusedMHA(dims, {num_heads, scale}, qkv, bias, cu_seqlens, context,
+                                        bytetx::ParallelFor::Serial()));
 }
 
 EMU_EXPORT int cpu_rebuild_padding(const float* packed, const int32_t* token_offset, int64_t num_tokens, int64_t batch,
                                    int64_t seq_len, int64_t hidden, float* output) {
-  bytetx::cpu::RebuildPaddingParams p;
-  p.packed = packed;
-  p.token_offset = token_offset;
-  p.num_tokens = num_tokens;
-  p.batch = batch;
-  p.seq_len = seq_len;
-  p.hidden = hidden;
-  p.output = output;
-  return ToInt(bytetx::cpu::RunRebuildPadding(p, bytetx::ParallelFor::Serial()));
+  return ToInt(bytetx::cpu::RunRebuildPadding({num_tokens, hidden, batch, seq_len}, packed, token_offset, output,
+                                              bytetx::ParallelFor::Serial()));
 }

@@ -177,40 +177,17 @@ class Stack {
   void* base_ = nullptr;
 };
 
+// Indexed by the enums' values, in their order (bytetx_emulation.h).
 const char* WarpOpName(WarpOp op) {
-  switch (op) {
-    case WarpOp::kSyncWarp:
-      return "__syncwarp";
-    case WarpOp::kShfl:
-      return "__shfl_sync";
-    case WarpOp::kShflUp:
-      return "__shfl_up_sync";
-    case WarpOp::kShflDown:
-      return "__shfl_down_sync";
-    case WarpOp::kShflXor:
-      return "__shfl_xor_sync";
-    case WarpOp::kBallot:
-      return "__ballot_sync";
-    case WarpOp::kAny:
-      return "__any_sync";
-    case WarpOp::kAll:
-      return "__all_sync";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {"__syncwarp",      "__shfl_sync",     "__shfl_up_sync", "__shfl_down_sync",
+                                           "__shfl_xor_sync", "__ballot_sync",   "__any_sync",     "__all_sync"};
+  return kNames[static_cast<int>(op)];
 }
 
 const char* BlockOpName(BlockOp op) {
-  switch (op) {
-    case BlockOp::kSync:
-      return "__syncthreads";
-    case BlockOp::kCount:
-      return "__syncthreads_count";
-    case BlockOp::kAnd:
-      return "__syncthreads_and";
-    case BlockOp::kOr:
-      return "__syncthreads_or";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {"__syncthreads", "__syncthreads_count", "__syncthreads_and",
+                                           "__syncthreads_or"};
+  return kNames[static_cast<int>(op)];
 }
 
 std::string Dim(uint3 v) {

@@ -15,7 +15,7 @@ from bytetx.exporter import EXPORT_CONFIGS, export_to_onnx, load_hf_model
 from bytetx.exporter.verify import make_feeds, ragged_lengths, ragged_mask, run_onnx, run_torch
 from bytetx.graph_rewrite import rewrite_padding_free
 from fixtures.checks import assert_matches
-from fixtures.tiny_models import TINY_MODEL_TYPES
+from fixtures.tiny_models import TESTED_MODEL_TYPES, TINY_MODEL_TYPES
 
 BATCH_INVARIANCE_TOLERANCE = 1e-5
 
@@ -42,7 +42,7 @@ def _feeds(loaded, mask, seed):
 
 
 @pytest.mark.parametrize("exporter,attention", VARIANTS)
-@pytest.mark.parametrize("model_type", TINY_MODEL_TYPES)
+@pytest.mark.parametrize("model_type", TESTED_MODEL_TYPES)
 def test_matches_pytorch_on_ragged_batches(model_type, exporter, attention, tiny_model_dirs, ort_library):
     loaded = load_hf_model(tiny_model_dirs(model_type), attention)
     rewritten, reports = rewrite_padding_free(export_to_onnx(loaded, exporter))
@@ -56,7 +56,7 @@ def test_matches_pytorch_on_ragged_batches(model_type, exporter, attention, tiny
         assert_matches(run_onnx(session, feeds), expected, mask, f"batch {batch}x{max_length} {padding}")
 
 
-@pytest.mark.parametrize("model_type", TINY_MODEL_TYPES)
+@pytest.mark.parametrize("model_type", TESTED_MODEL_TYPES)
 def test_sequence_alone_equals_sequence_in_batch(model_type, tiny_model_dirs, ort_library):
     loaded = load_hf_model(tiny_model_dirs(model_type), "eager")
     rewritten, _ = rewrite_padding_free(export_to_onnx(loaded))

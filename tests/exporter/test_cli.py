@@ -37,11 +37,47 @@ def test_rewrites_an_onnx_file_into_the_current_folder(tmp_path, capsys, monkeyp
     assert "vs original ONNX" in err
 
 
-def test_unsupported_architecture_names_the_supported_list(tmp_path, capsys):
+def test_a_model_type_without_a_config_is_accepted_by_structure(tiny_model_dirs, tmp_path, capsys, ort_library):
+    output = tmp_path / "camembert.bytetx.onnx"
+    code, err = _run(capsys, str(tiny_model_dirs("camembert")), "-o", str(output))
+    assert code == 0, err
+    assert "camembert" in err and "vs Hugging Face PyTorch" in err and "FAILED" not in err
+    assert [n.op_type for n in onnx.load(str(output)).graph.node].count("FusedMHA") == 2
+
+
+def test_a_model_accepted_by_structure_cannot_skip_verification(tiny_model_dirs, tmp_path, capsys):
+    code, err = _run(capsys, str(tiny_model_dirs("camembert")), "--no-verify", "-o", str(tmp_path / "out.onnx"))
+    assert code == 1
+    assert "'camembert' has no export config of its own" in err and "--no-verify cannot be used" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_decoder_is_refused_where_the_rewrite_stops(tmp_path, capsys, ort_library):
+    from transformers import GPT2Config, GPT2Model
+
+    GPT2Model(GPT2Config(n_embd=32, n_layer=1, n_head=4, vocab_size=64, n_positions=32)).save_pretrained(tmp_path / "gpt2")
+    code, err = _run(capsys, str(tmp_path / "gpt2"), "-o", str(tmp_path / "out.onnx"))
+    assert code == 1
+    assert "attention block 0" in err
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_model_without_token_ids_is_refused_with_the_supported_list(tmp_path, capsys):
+    from transformers import ViTConfig, ViTModel
+
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                       image_size=32, patch_size=16)).save_pretrained(tmp_path / "vit")
+    code, err = _run(capsys, str(tmp_path / "vit"), "-o", str(tmp_path / "out.onnx"))
+    assert code == 1
+    assert "'vit' is not a BERT-family encoder" in err and "input_ids" in err and "xlm-roberta" in err
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_config_that_transformers_cannot_load_is_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
     code, err = _run(capsys, str(tmp_path), "-o", str(tmp_path / "out.onnx"))
     assert code == 1
-    assert "'gpt2' is not supported" in err and "albert" in err and "xlm-roberta" in err
+    assert f"could not load the model in {tmp_path}" in err
 
 
 def test_truncated_onnx_file(tmp_path, capsys):

@@ -29,7 +29,7 @@ from bytetx.exporter.int8 import (
 )
 from bytetx.exporter.verify import make_feeds, ragged_lengths, ragged_mask, run_onnx
 from bytetx.graph_rewrite import rewrite_padding_free
-from fixtures.tiny_models import TINY_MODEL_TYPES
+from fixtures.tiny_models import TESTED_MODEL_TYPES
 
 import bytetx
 from bytetx.cli import main
@@ -136,7 +136,7 @@ def test_minilm_int8_pads_are_zero_and_rows_independent_of_padding_side(minilm_i
     assert np.isfinite(outputs["pooler_output"]).all()
 
 
-@pytest.mark.parametrize("model_type", TINY_MODEL_TYPES)
+@pytest.mark.parametrize("model_type", TESTED_MODEL_TYPES)
 def test_every_architecture_through_int8_within_the_noise_bound(model_type, tiny_model_dirs, ort_library):
     directory = tiny_model_dirs(model_type)
     loaded = load_hf_model(directory)

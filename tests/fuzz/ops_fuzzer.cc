@@ -290,9 +290,7 @@ bool RemovePaddingShell(const Tensor<float>& input, const Tensor<MaskT>& mask, P
   params.input = input.get();
   params.attention_mask = mask.get();
   params.mask_type = sizeof(MaskT) == 8 ? bytetx::cpu::MaskType::kInt64 : bytetx::cpu::MaskType::kInt32;
-  params.batch = batch;
-  params.seq_len = seq_len;
-  params.hidden = hidden;
+  params.dims = {batch, seq_len, hidden};
   params.packed = out->packed.get();
   params.cu_seqlens = out->cu_seqlens.get();
   params.token_offset = out->token_offset.get();
@@ -361,10 +359,7 @@ void FuzzRemovePaddingTyped(Reader& in, int64_t batch, int64_t seq_len, int64_t 
   bytetx::cpu::RebuildPaddingParams params;
   params.packed = packed.packed.get();
   params.token_offset = packed.token_offset.get();
-  params.num_tokens = packed.num_tokens;
-  params.batch = batch;
-  params.seq_len = seq_len;
-  params.hidden = hidden;
+  params.dims = {packed.num_tokens, hidden, batch, seq_len};
   params.output = output.get();
   FUZZ_ASSERT(bytetx::cpu::RunRebuildPadding(params, kReversed).ok(), "round trip");
   for (int64_t i = 0; i < batch * seq_len; ++i) {
@@ -488,11 +483,9 @@ void FusedMHAShell(const MhaInputs& x) {
   params.qkv = x.qkv.get();
   params.qkv_bias = x.bias->get();
   params.cu_seqlens = cu;
-  params.batch = batch;
-  params.num_tokens = num_tokens;
+  params.dims = {num_tokens, hidden, hidden / x.num_heads, batch, max_seq_len};
   params.num_heads = x.num_heads;
-  params.head_size = hidden / x.num_heads;
-  params.scale = x.scale ? *x.scale : 1.0f / std::sqrt(static_cast<float>(params.head_size));
+  params.scale = x.scale ? *x.scale : 1.0f / std::sqrt(static_cast<float>(params.dims.head_size));
   params.context = context.get();
   const Status run = bytetx::cpu::RunFusedMHA(params, kSerial);
   FUZZ_ASSERT(run.ok(), run.message());
@@ -503,11 +496,11 @@ void FusedMHAShell(const MhaInputs& x) {
 
   const bool moderate = AllModerate(x.qkv.get(), x.qkv.size) &&
                         AllModerate(x.bias->get(), x.bias->size) && std::fabs(params.scale) <= 4.0f;
-  if (!moderate || params.head_size == 0) {
+  if (!moderate || params.dims.head_size == 0) {
     return;  // NaN, infinities or float32 overflow in, anything out: only memory safety is checked
   }
   const std::vector<double> expected =
-      ReferenceAttention(x.qkv.get(), params.qkv_bias, cu, batch, x.num_heads, params.head_size, params.scale);
+      ReferenceAttention(x.qkv.get(), params.qkv_bias, cu, batch, x.num_heads, params.dims.head_size, params.scale);
   for (int64_t t = 0; t < num_tokens; ++t) {
     for (int64_t c = 0; c < hidden; ++c) {
       const double got = context.get()[t * hidden + c];
@@ -561,8 +554,8 @@ void FuzzFusedMHA(Reader& in) {
     return;  // an empty cu_seqlens never has shape [B + 1]; the shell refuses it by shape alone
   }
   int32_t* cu = x.cu_seqlens.get();
-  int64_t num_tokens = 0;
-  if (mode < 0xE0 || mode >= 0xF8) {
+  // Running sums of random lengths in [0, min(S, 255)] for the B sequences; T is the last entry.
+  const auto fill_consistent = [&] {
     int64_t total = 0;
     for (int64_t i = 0; i < cu_size; ++i) {
       cu[i] = static_cast<int32_t>(total);
@@ -570,7 +563,11 @@ void FuzzFusedMHA(Reader& in) {
         total += max_seq_len == 0 ? 0 : in.Byte() % (std::min<int64_t>(max_seq_len, 255) + 1);
       }
     }
-    num_tokens = cu[cu_size - 1];
+    return static_cast<int64_t>(cu[cu_size - 1]);
+  };
+  int64_t num_tokens = 0;
+  if (mode < 0xE0 || mode >= 0xF8) {
+    num_tokens = fill_consistent();
   } else if (mode < 0xF0) {
     num_tokens = in.Dim();
     for (int64_t i = 0; i < cu_size; ++i) {
@@ -578,14 +575,7 @@ void FuzzFusedMHA(Reader& in) {
     }
   } else {
     static constexpr int64_t kDeltas[] = {-1, 1, kInt32Max, -kInt32Max - 1, 1 << 16, -(1 << 16), 2, -2};
-    int64_t total = 0;
-    for (int64_t i = 0; i < cu_size; ++i) {
-      cu[i] = static_cast<int32_t>(total);
-      if (i < batch) {
-        total += max_seq_len == 0 ? 0 : in.Byte() % (std::min<int64_t>(max_seq_len, 255) + 1);
-      }
-    }
-    num_tokens = cu[cu_size - 1];
+    num_tokens = fill_consistent();
     const int64_t victim = in.Byte() % cu_size;
     cu[victim] = static_cast<int32_t>(static_cast<uint32_t>(cu[victim]) +
                                       static_cast<uint32_t>(kDeltas[in.Byte() % 8]));
@@ -649,10 +639,7 @@ void RebuildPaddingShell(const Tensor<float>& packed, const Tensor<int32_t>& tok
   bytetx::cpu::RebuildPaddingParams params;
   params.packed = packed.get();
   params.token_offset = token_offset.get();
-  params.num_tokens = num_tokens;
-  params.batch = batch;
-  params.seq_len = seq_len;
-  params.hidden = hidden;
+  params.dims = {num_tokens, hidden, batch, seq_len};
   params.output = output.get();
   FUZZ_ASSERT(bytetx::cpu::RunRebuildPadding(params, kReversed).ok(), "RunRebuildPadding");
   std::vector<int64_t> owner(static_cast<size_t>(num_slots), -1);

@@ -19,7 +19,7 @@ from bytetx.exporter.verify import (
     run_torch,
 )
 from bytetx.graph_rewrite import RewriteError, rewrite_padding_free, to_packed_inputs
-from fixtures.tiny_models import MAX_POSITIONS, TINY_MODEL_TYPES, VOCAB
+from fixtures.tiny_models import MAX_POSITIONS, TESTED_MODEL_TYPES, VOCAB
 
 import bytetx
 
@@ -47,7 +47,7 @@ def _max_diffs(session, loaded, batches, pooling, normalize):
 
 
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
-@pytest.mark.parametrize("model_type", TINY_MODEL_TYPES)
+@pytest.mark.parametrize("model_type", TESTED_MODEL_TYPES)
 def test_matches_pytorch_on_ragged_batches(model_type, exporter, tiny_model_dirs, ort_library):
     loaded = load_hf_model(tiny_model_dirs(model_type), "eager")
     packed, _ = to_packed_inputs(export_to_onnx(loaded, exporter), "mean", normalize=True)

@@ -10,16 +10,4 @@ enum class DataType { kFloat32, kFloat16, kBFloat16 };
 
 inline size_t ElementSize(DataType type) { return type == DataType::kFloat32 ? 4 : 2; }
 
-inline const char* DataTypeName(DataType type) {
-  switch (type) {
-    case DataType::kFloat32:
-      return "float32";
-    case DataType::kFloat16:
-      return "float16";
-    case DataType::kBFloat16:
-      return "bfloat16";
-  }
-  return "unknown";
-}
-
 }  // namespace bytetx::cuda

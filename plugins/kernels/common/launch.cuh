@@ -53,18 +53,26 @@ cudaError_t AllowDynamicSharedMemory(void (*kernel)(Params...), size_t bytes) {
 constexpr size_t kEmulatedSharedMemoryPerBlock = 227 * 1024;
 constexpr int kEmulatedComputeCapability = 90;
 
+#ifndef BYTETX_CUDA_EMULATION
+// `attribute` of the current device, or `fallback` where it cannot be read (the launch itself will
+// report the broken device).
+inline int CurrentDeviceAttribute(cudaDeviceAttr attribute, int fallback) {
+  int device = 0;
+  int value = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&value, attribute, device) != cudaSuccess) {
+    return fallback;
+  }
+  return value;
+}
+#endif
+
 // The most dynamic shared memory one block of the current device may opt in to.
 inline size_t MaxSharedMemoryPerBlock() {
 #ifdef BYTETX_CUDA_EMULATION
   return kEmulatedSharedMemoryPerBlock;
 #else
-  int device = 0;
-  int bytes = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
-    return kDefaultSharedMemoryPerBlock;  // the launch itself will report the broken device
-  }
-  return static_cast<size_t>(bytes);
+  return static_cast<size_t>(CurrentDeviceAttribute(cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                                    static_cast<int>(kDefaultSharedMemoryPerBlock)));
 #endif
 }
 
@@ -73,15 +81,9 @@ inline int ComputeCapability() {
 #ifdef BYTETX_CUDA_EMULATION
   return kEmulatedComputeCapability;
 #else
-  int device = 0;
-  int major = 0;
-  int minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    return 0;
-  }
-  return 10 * major + minor;
+  const int major = CurrentDeviceAttribute(cudaDevAttrComputeCapabilityMajor, -1);
+  const int minor = CurrentDeviceAttribute(cudaDevAttrComputeCapabilityMinor, -1);
+  return major < 0 || minor < 0 ? 0 : 10 * major + minor;
 #endif
 }
 

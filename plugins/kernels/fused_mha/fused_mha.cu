@@ -29,11 +29,11 @@ const char* ShortKernelUnfit(const FusedMHAParams& p) {
   if (!HasTensorCores(p.dtype)) {
     return "the short-sequence kernel needs fp16, or bf16 on sm_80 or newer";
   }
-  if (p.seq_len > kFusedMHAShortMaxLen) {
+  if (p.dims.seq_len > kFusedMHAShortMaxLen) {
     return "the short-sequence kernel takes seq_len <= kFusedMHAShortMaxLen (128)";
   }
   const fused_mha::ShortLayout layout =
-      fused_mha::MakeShortLayout(static_cast<int>(p.head_size), static_cast<int>(p.seq_len), 2);
+      fused_mha::MakeShortLayout(static_cast<int>(p.dims.head_size), static_cast<int>(p.dims.seq_len), 2);
   if (static_cast<size_t>(layout.total_bytes) > MaxSharedMemoryPerBlock()) {
     return "the short-sequence kernel needs more shared memory than this device has per block";
   }
@@ -42,7 +42,7 @@ const char* ShortKernelUnfit(const FusedMHAParams& p) {
 
 template <typename T>
 cudaError_t Dispatch(const FusedMHAParams& p, FusedMHAKernel kernel, bool tensor_cores, cudaStream_t stream) {
-  return DispatchHeadSize(p.head_size, cudaErrorInvalidValue, [&](auto head_size) {
+  return DispatchHeadSize(p.dims.head_size, cudaErrorInvalidValue, [&](auto head_size) {
     return LaunchTyped<T, decltype(head_size)::value>(p, kernel, tensor_cores, stream);
   });
 }
@@ -59,26 +59,26 @@ const char* CheckFusedMHAParams(const FusedMHAParams& p) {
   if (p.dtype != DataType::kFloat32 && p.dtype != DataType::kFloat16 && p.dtype != DataType::kBFloat16) {
     return "dtype must be float32, float16 or bfloat16";
   }
-  if (!IsFusedMHAHeadSize(p.head_size)) {
+  if (!IsFusedMHAHeadSize(p.dims.head_size)) {
     return "head_size is not one of kFusedMHAHeadSizes";
   }
-  if (p.batch < 0 || p.seq_len < 0 || p.num_tokens < 0 || p.num_heads < 1) {
+  if (p.dims.batch < 0 || p.dims.seq_len < 0 || p.dims.num_tokens < 0 || p.num_heads < 1) {
     return "batch, seq_len and num_tokens must be >= 0 and num_heads >= 1";
   }
   if (p.num_heads > kMaxGridY) {
     return "num_heads exceeds 65535";
   }
-  if (3 * p.num_heads * p.head_size > INT32_MAX || p.seq_len > INT32_MAX) {
+  if (3 * p.num_heads * p.dims.head_size > INT32_MAX || p.dims.seq_len > INT32_MAX) {
     return "3 * hidden or seq_len exceeds the int32 range";
   }
-  const int64_t tiles = (p.seq_len + fused_mha::kFmaBlockM - 1) / fused_mha::kFmaBlockM;
-  if (p.batch > 0 && tiles > kMaxGridX / p.batch) {
+  const int64_t tiles = (p.dims.seq_len + fused_mha::kFmaBlockM - 1) / fused_mha::kFmaBlockM;
+  if (p.dims.batch > 0 && tiles > kMaxGridX / p.dims.batch) {
     return "batch * seq_len is too large for one grid";
   }
   if (p.cu_seqlens == nullptr || p.qkv_bias == nullptr) {
     return "cu_seqlens or qkv_bias is null";
   }
-  if (p.num_tokens > 0 && (p.qkv == nullptr || p.context == nullptr)) {
+  if (p.dims.num_tokens > 0 && (p.qkv == nullptr || p.context == nullptr)) {
     return "qkv or context is null";
   }
   if (!Aligned16(p.qkv) || !Aligned16(p.qkv_bias) || !Aligned16(p.context)) {
@@ -101,7 +101,7 @@ cudaError_t LaunchFusedMHA(const FusedMHAParams& p, cudaStream_t stream) {
   if (CheckFusedMHAParams(p) != nullptr) {
     return cudaErrorInvalidValue;
   }
-  if (p.num_tokens == 0 || p.batch == 0 || p.seq_len == 0) {
+  if (p.dims.num_tokens == 0 || p.dims.batch == 0 || p.dims.seq_len == 0) {
     return cudaSuccess;  // no token
   }
   const FusedMHAKernel kernel = SelectFusedMHAKernel(p);

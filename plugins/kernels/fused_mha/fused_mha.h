@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "common/op_dims.h"
 #include "kernels/common/data_type.h"
 
 namespace bytetx::cuda {
@@ -28,11 +29,9 @@ struct FusedMHAParams {
   const void* qkv = nullptr;            // [num_tokens, 3 * hidden] of dtype: Q, K, V blocks
   const void* qkv_bias = nullptr;       // [3 * hidden] of dtype
   const int32_t* cu_seqlens = nullptr;  // [batch + 1] on the device; lengths <= seq_len
-  int64_t batch = 0;
-  int64_t seq_len = 0;                  // S: host-side bound on every sequence length
-  int64_t num_tokens = 0;               // T: rows of qkv and context
+  FusedMHADims dims;                    // T (rows of qkv and context), H, head size (one of
+                                        // kFusedMHAHeadSizes), B, S (host-side bound on every length)
   int64_t num_heads = 0;
-  int64_t head_size = 0;                // one of kFusedMHAHeadSizes
   float scale = 0.0f;                   // multiplies Q K^T before the softmax
   void* context = nullptr;              // [num_tokens, hidden] of dtype
   FusedMHAKernel kernel = FusedMHAKernel::kAuto;

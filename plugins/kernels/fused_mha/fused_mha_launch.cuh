@@ -34,16 +34,16 @@ cudaError_t LaunchAttention(Kernel kernel, const FusedMHAParams& p, int block_m,
   args.bias = static_cast<const T*>(p.qkv_bias);
   args.cu_seqlens = p.cu_seqlens;
   args.context = static_cast<T*>(p.context);
-  args.num_tokens = p.num_tokens;
+  args.num_tokens = p.dims.num_tokens;
   args.hidden = static_cast<int32_t>(p.num_heads * D);
-  args.seq_len = static_cast<int32_t>(p.seq_len);
-  args.num_query_tiles = static_cast<int32_t>((p.seq_len + block_m - 1) / block_m);
+  args.seq_len = static_cast<int32_t>(p.dims.seq_len);
+  args.num_query_tiles = static_cast<int32_t>((p.dims.seq_len + block_m - 1) / block_m);
   args.scale_log2 = p.scale * kLog2e;
   const cudaError_t status = AllowDynamicSharedMemory(kernel, shared_bytes);
   if (status != cudaSuccess) {
     return status;
   }
-  const dim3 grid(static_cast<unsigned>(p.batch * args.num_query_tiles), static_cast<unsigned>(p.num_heads));
+  const dim3 grid(static_cast<unsigned>(p.dims.batch * args.num_query_tiles), static_cast<unsigned>(p.num_heads));
   return LaunchKernel(kernel, grid, dim3(threads), shared_bytes, stream, args);
 }
 
@@ -57,7 +57,7 @@ cudaError_t LaunchTyped(const FusedMHAParams& p, FusedMHAKernel kernel, bool ten
     return LaunchAttention<T, D>(FmaMHAKernel<T, D>, p, kFmaBlockM, kFmaThreads, FmaConfig<D>::kSharedBytes, stream);
   } else {
     if (kernel == FusedMHAKernel::kShort) {
-      const ShortLayout layout = MakeShortLayout(D, static_cast<int>(p.seq_len), sizeof(T));
+      const ShortLayout layout = MakeShortLayout(D, static_cast<int>(p.dims.seq_len), sizeof(T));
       return LaunchAttention<T, D>(ShortMHAKernel<T, D>, p, kWmmaBlockM, kWmmaThreads,
                                    static_cast<size_t>(layout.total_bytes), stream);
     }

@@ -11,31 +11,31 @@ namespace {
 
 template <typename U>
 cudaError_t LaunchScatter(const RebuildPaddingParams& p, cudaStream_t stream) {
-  const int64_t units = p.hidden * static_cast<int64_t>(ElementSize(p.dtype)) / static_cast<int64_t>(sizeof(U));
-  const int64_t num_slots = p.batch * p.seq_len;
+  const int64_t units = p.dims.hidden * static_cast<int64_t>(ElementSize(p.dtype)) / static_cast<int64_t>(sizeof(U));
+  const int64_t num_slots = p.dims.batch * p.dims.seq_len;
   const int64_t blocks = (num_slots + kRowsPerMoverBlock - 1) / kRowsPerMoverBlock;
   return LaunchKernel(rebuild_padding::ScatterRowsKernel<U>, dim3(static_cast<unsigned>(blocks)),
                       dim3(kRowMoverThreads), 0, stream, static_cast<const U*>(p.packed), p.token_offset,
-                      p.num_tokens, num_slots, units, static_cast<U*>(p.output));
+                      p.dims.num_tokens, num_slots, units, static_cast<U*>(p.output));
 }
 
 }  // namespace
 
 const char* CheckRebuildPaddingParams(const RebuildPaddingParams& p) {
-  if (p.batch < 0 || p.seq_len < 0 || p.hidden < 0 || p.num_tokens < 0) {
+  if (p.dims.batch < 0 || p.dims.seq_len < 0 || p.dims.hidden < 0 || p.dims.num_tokens < 0) {
     return "a size is negative";
   }
-  if (p.seq_len > 0 && p.batch > packed::kMaxSlots / p.seq_len) {
+  if (p.dims.seq_len > 0 && p.dims.batch > packed::kMaxSlots / p.dims.seq_len) {
     return "batch * seq_len exceeds the int32 range of token_offset";
   }
-  if (p.hidden > 0 && p.batch * p.seq_len > INT64_MAX / static_cast<int64_t>(ElementSize(p.dtype)) / p.hidden) {
+  if (p.dims.hidden > 0 && p.dims.batch * p.dims.seq_len > INT64_MAX / static_cast<int64_t>(ElementSize(p.dtype)) / p.dims.hidden) {
     return "batch * seq_len * hidden elements exceed the addressable bytes";
   }
-  if (p.num_tokens > p.batch * p.seq_len) {
+  if (p.dims.num_tokens > p.dims.batch * p.dims.seq_len) {
     return "num_tokens exceeds batch * seq_len";
   }
-  if (p.batch * p.seq_len > 0 && p.hidden > 0 &&
-      (p.token_offset == nullptr || p.output == nullptr || (p.num_tokens > 0 && p.packed == nullptr))) {
+  if (p.dims.batch * p.dims.seq_len > 0 && p.dims.hidden > 0 &&
+      (p.token_offset == nullptr || p.output == nullptr || (p.dims.num_tokens > 0 && p.packed == nullptr))) {
     return "packed, token_offset or output is null";
   }
   return nullptr;
@@ -45,10 +45,10 @@ cudaError_t LaunchRebuildPadding(const RebuildPaddingParams& p, cudaStream_t str
   if (CheckRebuildPaddingParams(p) != nullptr) {
     return cudaErrorInvalidValue;
   }
-  if (p.hidden == 0) {
+  if (p.dims.hidden == 0) {
     return cudaSuccess;
   }
-  const size_t row_bytes = static_cast<size_t>(p.hidden) * ElementSize(p.dtype);
+  const size_t row_bytes = static_cast<size_t>(p.dims.hidden) * ElementSize(p.dtype);
   return DispatchCopyUnit(row_bytes, p.packed, p.output,
                           [&](auto unit) { return LaunchScatter<decltype(unit)>(p, stream); });
 }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "common/op_dims.h"
 #include "kernels/common/data_type.h"
 
 namespace bytetx::cuda {
@@ -14,10 +15,7 @@ struct RebuildPaddingParams {
   DataType dtype = DataType::kFloat32;
   const void* packed = nullptr;           // [num_tokens, hidden] of dtype
   const int32_t* token_offset = nullptr;  // [batch, seq_len], the packed layout's permutation
-  int64_t num_tokens = 0;                 // T (rows of packed), <= batch * seq_len
-  int64_t batch = 0;
-  int64_t seq_len = 0;                    // batch * seq_len <= INT32_MAX
-  int64_t hidden = 0;
+  RebuildPaddingDims dims;                // T (rows of packed) <= B * S <= INT32_MAX, H, B, S
   void* output = nullptr;                 // [batch, seq_len, hidden] of dtype
 };
 

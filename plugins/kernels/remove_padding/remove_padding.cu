@@ -17,8 +17,8 @@ using remove_padding::kScanThreads;
 
 template <typename Mask>
 cudaError_t LaunchLayout(const RemovePaddingParams& p, Mask mask, cudaStream_t stream) {
-  const auto batch = static_cast<int32_t>(p.batch);
-  const auto seq_len = static_cast<int32_t>(p.seq_len);
+  const auto batch = static_cast<int32_t>(p.dims.batch);
+  const auto seq_len = static_cast<int32_t>(p.dims.seq_len);
   // Runs for S = 0 too: it then writes zero lengths for the scan.
   cudaError_t status = LaunchKernel(remove_padding::RowLengthsKernel<Mask>, dim3(batch), dim3(kRowThreads), 0,
                                     stream, mask, seq_len, p.cu_seqlens);
@@ -36,33 +36,33 @@ cudaError_t LaunchLayout(const RemovePaddingParams& p, Mask mask, cudaStream_t s
 
 template <typename U>
 cudaError_t LaunchGather(const RemovePaddingParams& p, cudaStream_t stream) {
-  const int64_t units = p.hidden * static_cast<int64_t>(ElementSize(p.dtype)) / static_cast<int64_t>(sizeof(U));
+  const int64_t units = p.dims.hidden * static_cast<int64_t>(ElementSize(p.dtype)) / static_cast<int64_t>(sizeof(U));
   const int64_t blocks = (p.packed_rows + kRowsPerMoverBlock - 1) / kRowsPerMoverBlock;
   return LaunchKernel(remove_padding::GatherRowsKernel<U>, dim3(static_cast<unsigned>(blocks)),
                       dim3(kRowMoverThreads), 0, stream, static_cast<const U*>(p.input), p.token_offset,
-                      p.cu_seqlens + p.batch, p.packed_rows, units, static_cast<U*>(p.packed));
+                      p.cu_seqlens + p.dims.batch, p.packed_rows, units, static_cast<U*>(p.packed));
 }
 
 }  // namespace
 
 const char* CheckRemovePaddingParams(const RemovePaddingParams& p) {
-  if (p.batch < 0 || p.seq_len < 0 || p.hidden < 0 || p.packed_rows < 0) {
+  if (p.dims.batch < 0 || p.dims.seq_len < 0 || p.dims.hidden < 0 || p.packed_rows < 0) {
     return "a size is negative";
   }
-  if (p.seq_len > 0 && p.batch > packed::kMaxSlots / p.seq_len) {
+  if (p.dims.seq_len > 0 && p.dims.batch > packed::kMaxSlots / p.dims.seq_len) {
     return "batch * seq_len exceeds the int32 range of token_offset";
   }
-  if (p.packed_rows > p.batch * p.seq_len) {
+  if (p.packed_rows > p.dims.batch * p.dims.seq_len) {
     return "packed_rows exceeds batch * seq_len";
   }
   if (p.cu_seqlens == nullptr) {
     return "cu_seqlens is null";
   }
-  const bool any_slot = p.batch * p.seq_len > 0;
+  const bool any_slot = p.dims.batch * p.dims.seq_len > 0;
   if (any_slot && (p.attention_mask == nullptr || p.token_offset == nullptr)) {
     return "attention_mask or token_offset is null";
   }
-  if (p.packed_rows > 0 && p.hidden > 0 && (p.input == nullptr || p.packed == nullptr)) {
+  if (p.packed_rows > 0 && p.dims.hidden > 0 && (p.input == nullptr || p.packed == nullptr)) {
     return "input or packed is null";
   }
   return nullptr;
@@ -84,10 +84,10 @@ cudaError_t LaunchRemovePadding(const RemovePaddingParams& p, cudaStream_t strea
       status = LaunchLayout(p, remove_padding::BitsMask{static_cast<const uint32_t*>(p.attention_mask)}, stream);
       break;
   }
-  if (status != cudaSuccess || p.hidden == 0) {
+  if (status != cudaSuccess || p.dims.hidden == 0) {
     return status;
   }
-  const size_t row_bytes = static_cast<size_t>(p.hidden) * ElementSize(p.dtype);
+  const size_t row_bytes = static_cast<size_t>(p.dims.hidden) * ElementSize(p.dtype);
   return DispatchCopyUnit(row_bytes, p.input, p.packed,
                           [&](auto unit) { return LaunchGather<decltype(unit)>(p, stream); });
 }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "common/op_dims.h"
 #include "kernels/common/data_type.h"
 
 namespace bytetx::cuda {
@@ -22,9 +23,7 @@ struct RemovePaddingParams {
   const void* input = nullptr;           // [batch, seq_len, hidden] of dtype
   const void* attention_mask = nullptr;  // [batch, seq_len] of mask_type; nonzero counts as 1
   MaskType mask_type = MaskType::kInt64;
-  int64_t batch = 0;
-  int64_t seq_len = 0;                   // batch * seq_len <= INT32_MAX (the caller checks)
-  int64_t hidden = 0;
+  RemovePaddingDims dims;                // B, S, H; B * S <= INT32_MAX (the caller checks)
   // Rows of `packed`, an upper bound on T known on the host: T itself when the host knows it, else
   // batch * seq_len. Rows [T, packed_rows) are written with zeros (T read on the device).
   int64_t packed_rows = 0;

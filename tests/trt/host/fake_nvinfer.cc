@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "recording_logger.h"
+
 #define FAKE_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace {
@@ -116,23 +118,7 @@ class FakeRegistry final : public nvinfer1::IPluginRegistry {
   std::string log_;
 };
 
-class RecordingLogger final : public nvinfer1::ILogger {
- public:
-  void log(Severity /*severity*/, const char* message) noexcept override {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    text_ += std::string(message) + "\n";
-  }
-  std::string Take() {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    std::string text;
-    text.swap(text_);
-    return text;
-  }
-
- private:
-  std::mutex mutex_;
-  std::string text_;
-};
+using bytetx_trt_host::RecordingLogger;
 
 FakeRegistry& Registry() {
   static FakeRegistry registry;

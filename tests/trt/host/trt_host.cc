@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "recording_logger.h"
+
 extern "C" nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
 extern "C" void setLoggerFinder(nvinfer1::ILoggerFinder* finder);
 
@@ -30,28 +32,10 @@ using nvinfer1::IPluginV3;
 
 constexpr int32_t kMaxDims = 8;
 
-class CapturingLogger final : public nvinfer1::ILogger {
- public:
-  void log(Severity /*severity*/, const char* message) noexcept override {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    text_ += std::string(message) + "\n";
-  }
-  std::string Take() {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    std::string text;
-    text.swap(text_);
-    return text;
-  }
-
- private:
-  std::mutex mutex_;
-  std::string text_;
-};
-
 class Finder final : public nvinfer1::ILoggerFinder {
  public:
   nvinfer1::ILogger* findLogger() override { return &logger; }
-  CapturingLogger logger;
+  bytetx_trt_host::RecordingLogger logger;
 };
 
 Finder& TheFinder() {
@@ -215,25 +199,25 @@ nvinfer1::IPluginCreatorV3One* FindCreator(const char* name) {
   return nullptr;
 }
 
+// How the tests spell the field types in their specs ("name:type:value").
+struct FieldTypeSpelling {
+  const char* name;
+  nvinfer1::PluginFieldType type;
+};
+constexpr FieldTypeSpelling kFieldTypes[] = {
+    {"i8", nvinfer1::PluginFieldType::kINT8},       {"i16", nvinfer1::PluginFieldType::kINT16},
+    {"i32", nvinfer1::PluginFieldType::kINT32},     {"i64", nvinfer1::PluginFieldType::kINT64},
+    {"f32", nvinfer1::PluginFieldType::kFLOAT32},   {"f64", nvinfer1::PluginFieldType::kFLOAT64},
+    {"str", nvinfer1::PluginFieldType::kCHAR},
+};
+
 const char* FieldTypeName(nvinfer1::PluginFieldType type) {
-  switch (type) {
-    case nvinfer1::PluginFieldType::kINT8:
-      return "i8";
-    case nvinfer1::PluginFieldType::kINT16:
-      return "i16";
-    case nvinfer1::PluginFieldType::kINT32:
-      return "i32";
-    case nvinfer1::PluginFieldType::kINT64:
-      return "i64";
-    case nvinfer1::PluginFieldType::kFLOAT32:
-      return "f32";
-    case nvinfer1::PluginFieldType::kFLOAT64:
-      return "f64";
-    case nvinfer1::PluginFieldType::kCHAR:
-      return "str";
-    default:
-      return "other";
+  for (const FieldTypeSpelling& spelling : kFieldTypes) {
+    if (spelling.type == type) {
+      return spelling.name;
+    }
   }
+  return "other";
 }
 
 // PluginFields from "name:type:value;..." (types i8 i16 i32 i64 f32 f64 str), the values kept in
