@@ -8,6 +8,10 @@ Optimum write it:
                                                                     -> Softmax -> MatMul -> Transpose/Reshape -> C
     X -> MatMul(Wv) -> Add(bv) -> Reshape/Transpose -------------------------------/
 
+The Add (or Where) between the scores and Softmax must apply the attention mask: its other operand has
+to depend on an input's values, not only on shapes. A position bias computed from the sequence length
+(MPNet's) is refused rather than dropped.
+
 Replacement: ``C = FusedMHA(MatMul(X, [Wq|Wk|Wv]), [bq|bk|bv], cu_seqlens, token_offset)``. The mask
 subgraph and the per-head reshapes become dead; the pipeline's cleanup drops them. ``cu_seqlens`` and
 ``token_offset`` are produced by the PackTokens pass.
@@ -123,6 +127,27 @@ def _leads_to_score_matmul(tensor: gs.Tensor, depth: int) -> bool:
     return False
 
 
+def _reads_input_values(tensor: gs.Tensor, seen: set[int]) -> bool:
+    """Whether ``tensor`` depends on the values of a graph input, not only on shapes: the attention
+    mask does, a position bias computed from the sequence length (MPNet's) does not."""
+    if id(tensor) in seen:
+        return False
+    seen.add(id(tensor))
+    node = producer(tensor)
+    if node is None:
+        return not isinstance(tensor, gs.Constant)
+    return node.op != "Shape" and any(_reads_input_values(t, seen) for t in node.inputs)
+
+
+def _check_mask_term(node: gs.Node, scores: gs.Tensor, layer: int) -> None:
+    """The Add or Where on the score path must apply the attention mask: anything else added to the
+    scores (a relative position bias) would be lost in FusedMHA, so it is refused."""
+    mask_terms = [node.inputs[0]] if node.op == "Where" else [t for t in node.inputs if t is not scores]
+    if not all(_reads_input_values(t, set()) for t in mask_terms):
+        raise _fail(layer, node, "the scores get an additive term that does not come from the attention mask "
+                                 "(a position bias?), which FusedMHA does not take")
+
+
 def _find_score_matmul(softmax: gs.Node, layer: int) -> tuple[gs.Node, float]:
     """From Softmax up to ``Q @ K^T``, past the scale and the additive mask."""
     tensor, scale = softmax.inputs[0], 1.0
@@ -144,6 +169,7 @@ def _find_score_matmul(softmax: gs.Node, layer: int) -> tuple[gs.Node, float]:
         if node.op in ("Add", "Where"):
             data = [t for t in node.inputs if _leads_to_score_matmul(t, _MAX_SCORE_PATH)]
             if len(data) == 1:
+                _check_mask_term(node, data[0], layer)
                 tensor = data[0]
                 continue
         raise _fail(layer, node, "expected the scale or the attention mask between scores and Softmax")
