@@ -3,8 +3,8 @@
 
 For every workload (model x batch x max length x length distribution) it times, in one process:
 PyTorch eager and SDPA, ONNX Runtime on the plain export and on the fused export of
-``onnxruntime.transformers.optimizer``, ONNX Runtime int8 as Optimum and sentence-transformers make
-it, OpenVINO at float32, at its default precision (bf16 on CPUs with AVX512_BF16) and int8 (NNCF), on
+``onnxruntime.transformers.optimizer``, ONNX Runtime int8 of that fused export with Optimum's
+avx512_vnni dynamic settings, OpenVINO at float32, at its default precision (bf16 on CPUs with AVX512_BF16) and int8 (NNCF), on
 the padded batch and, where it is a user's way out of padding, on each sequence alone or on
 length-sorted micro-batches of 4; then the bytetx model in float32 and in int8 (``--precision int8``'s
 recipe) on the padded batch. It measures the machine's float32 and int8 GEMM peaks in the same run,
@@ -131,9 +131,8 @@ BASELINES: dict[str, CpuRunner] = {
         *engine_runners("ort", "fp32", "ONNX Runtime, plain torch.onnx export", ["batch"]),
         *engine_runners("ort-fused", "fp32", "ONNX Runtime after onnxruntime.transformers optimize_model "
                         "(Attention, SkipLayerNormalization, BiasGelu fused)", ["batch", "per-sequence", "sorted4"]),
-        *engine_runners("ort-int8", "int8", "ONNX Runtime int8 as Optimum's avx512_vnni dynamic config and "
-                        "sentence-transformers make it: ort-fused through quantize_dynamic (QInt8 weights, "
-                        "per tensor)", ["batch", "per-sequence", "sorted4"]),
+        *engine_runners("ort-int8", "int8", "ONNX Runtime int8 with Optimum's avx512_vnni dynamic settings: "
+                        "ort-fused through quantize_dynamic (QInt8 weights, per tensor)", ["batch", "per-sequence", "sorted4"]),
         *engine_runners("openvino-f32", "fp32", "OpenVINO CPU, INFERENCE_PRECISION_HINT f32",
                         ["batch", "per-sequence"]),
         *engine_runners("openvino", "bf16", f"OpenVINO CPU at {OPENVINO_DEFAULT}", ["batch", "per-sequence"]),
@@ -196,8 +195,10 @@ def openvino_engine(compiled: Any) -> Hidden:
 
 
 def ort_int8_optimum_style(fused: bytes, workdir: Path) -> bytes:
-    """Optimum's ``AutoQuantizationConfig.avx512_vnni(is_static=False)`` on the fused export, as
-    sentence-transformers' ``export_dynamic_quantized_onnx_model`` runs it."""
+    """The settings of Optimum's ``AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False)``
+    (QInt8 weights per tensor, no range reduction) on the fused export. sentence-transformers'
+    ``export_dynamic_quantized_onnx_model`` applies them to the plain export instead, with Optimum's
+    default operators (Gather and the attention MatMuls too); docs/int8.md has that variant's numbers."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     (workdir / "fused.onnx").write_bytes(fused)
