@@ -12,7 +12,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-CAPI_VERSION = 1
+CAPI_VERSION = 2
 MAX_RANK = 4
 CPU, CUDA = 0, 1
 DTYPES = {"float32": 0, "float16": 1, "bfloat16": 2, "int32": 3, "int64": 4}
@@ -67,8 +67,8 @@ class Kernels:
         tail = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
         signatures = {
             "bytetx_remove_padding": [ctypes.c_int32, pointer, pointer, pointer, pointer, pointer, *tail],
-            "bytetx_fused_mha": [ctypes.c_int32, pointer, pointer, pointer, pointer, ctypes.c_int64, ctypes.c_int32,
-                                 ctypes.c_float, pointer, *tail],
+            "bytetx_fused_mha": [ctypes.c_int32, pointer, pointer, pointer, pointer, pointer, pointer, ctypes.c_int64,
+                                 ctypes.c_int32, ctypes.c_float, ctypes.c_int64, pointer, *tail],
             "bytetx_rebuild_padding": [ctypes.c_int32, pointer, pointer, pointer, *tail],
         }
         for name, argtypes in signatures.items():
@@ -97,9 +97,14 @@ class Kernels:
 
     def fused_mha(self, device: int, qkv: TensorRef, qkv_bias: TensorRef, cu_seqlens: TensorRef,
                   token_offset: TensorRef, num_heads: int, scale: float | None, context: TensorRef,
-                  stream: int = 0) -> None:
-        self._call("bytetx_fused_mha", device, qkv, qkv_bias, cu_seqlens, token_offset, int(num_heads),
-                   int(scale is not None), float(scale or 0.0), context, stream=stream)
+                  stream: int = 0, positions: TensorRef | None = None,
+                  relative_position_bias: TensorRef | None = None,
+                  relative_position_max_distance: int | None = None) -> None:
+        """``positions``, ``relative_position_bias`` and ``relative_position_max_distance``: the
+        optional relative position bias (docs/ops.md#fusedmha), all three or none."""
+        self._call("bytetx_fused_mha", device, qkv, qkv_bias, cu_seqlens, token_offset, positions,
+                   relative_position_bias, int(num_heads), int(scale is not None), float(scale or 0.0),
+                   int(relative_position_max_distance or 0), context, stream=stream)
 
     def rebuild_padding(self, device: int, packed: TensorRef, token_offset: TensorRef, output: TensorRef,
                         stream: int = 0) -> None:

@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define BYTETX_CAPI_VERSION 1
+#define BYTETX_CAPI_VERSION 2
 #define BYTETX_MAX_RANK 4
 
 typedef enum { BYTETX_CPU = 0, BYTETX_CUDA = 1 } bytetx_device;
@@ -65,11 +65,15 @@ int32_t bytetx_remove_padding(int32_t device, const bytetx_tensor* input, const 
                               const bytetx_tensor* token_offset, void* stream, char* message, size_t message_size);
 
 /* qkv [T, 3H], qkv_bias [3H], cu_seqlens [B + 1], token_offset [B, S] (only its shape is read) ->
- * context [T, H]. `scale` multiplies Q K^T when has_scale is nonzero, else 1 / sqrt(H / num_heads). */
+ * context [T, H]. `scale` multiplies Q K^T when has_scale is nonzero, else 1 / sqrt(H / num_heads).
+ * A relative position bias (docs/ops.md#fusedmha): positions int32 [T] and relative_position_bias
+ * [num_buckets, num_heads] of qkv's type with relative_position_max_distance > 0; without one, both
+ * tensors NULL and the distance 0. */
 int32_t bytetx_fused_mha(int32_t device, const bytetx_tensor* qkv, const bytetx_tensor* qkv_bias,
-                         const bytetx_tensor* cu_seqlens, const bytetx_tensor* token_offset, int64_t num_heads,
-                         int32_t has_scale, float scale, const bytetx_tensor* context, void* stream, char* message,
-                         size_t message_size);
+                         const bytetx_tensor* cu_seqlens, const bytetx_tensor* token_offset,
+                         const bytetx_tensor* positions, const bytetx_tensor* relative_position_bias,
+                         int64_t num_heads, int32_t has_scale, float scale, int64_t relative_position_max_distance,
+                         const bytetx_tensor* context, void* stream, char* message, size_t message_size);
 
 /* packed [T, H], token_offset [B, S] -> output [B, S, H], padding exactly zero. */
 int32_t bytetx_rebuild_padding(int32_t device, const bytetx_tensor* packed, const bytetx_tensor* token_offset,

@@ -127,24 +127,41 @@ Status RemovePadding(int32_t device, const bytetx_tensor* input, const bytetx_te
                                static_cast<int32_t*>(token_offset->data), kThreads);
 }
 
+// An optional input: absent where the caller passed NULL.
+contract::TensorDesc DescribeOptional(const bytetx_tensor* tensor) {
+  return tensor == nullptr ? contract::TensorDesc{ElementType::kUnknown, {}, /*present=*/false} : Describe(*tensor);
+}
+
 Status FusedMHA(int32_t device, const bytetx_tensor* qkv, const bytetx_tensor* qkv_bias, const bytetx_tensor* cu_seqlens,
-                const bytetx_tensor* token_offset, const contract::FusedMHA::Attributes& attributes,
+                const bytetx_tensor* token_offset, const bytetx_tensor* positions,
+                const bytetx_tensor* relative_position_bias, const contract::FusedMHA::Attributes& attributes,
                 const bytetx_tensor* context, void* stream) {
   using Contract = contract::FusedMHA;
   BYTETX_RETURN_IF_ERROR(ExpectDevice(device));
   BYTETX_RETURN_IF_ERROR(ExpectTensors({qkv, qkv_bias, cu_seqlens, token_offset, context}));
+  for (const bytetx_tensor* optional : {positions, relative_position_bias}) {
+    if (optional != nullptr) {
+      BYTETX_RETURN_IF_ERROR(ExpectTensors({optional}));
+    }
+  }
   BYTETX_RETURN_IF_ERROR(Contract::ValidateAttributes(attributes));
-  const contract::TensorDesc inputs[] = {Describe(*qkv), Describe(*qkv_bias), Describe(*cu_seqlens),
-                                         Describe(*token_offset)};
+  const contract::TensorDesc inputs[] = {Describe(*qkv),         Describe(*qkv_bias),
+                                         Describe(*cu_seqlens),  Describe(*token_offset),
+                                         DescribeOptional(positions), DescribeOptional(relative_position_bias)};
   Contract::Dims dims;
   BYTETX_RETURN_IF_ERROR(Contract::Validate(inputs, attributes, BackendOf(device), &dims));
   BYTETX_RETURN_IF_ERROR(
       ExpectOutput(*context, Contract::kTensors[Contract::kContext], inputs[0].type, {dims.num_tokens, dims.hidden}));
   if (device == BYTETX_CUDA) {
-    return OnCuda([&] { return FusedMHACuda(dims, attributes, *qkv, *qkv_bias, *cu_seqlens, *context, stream); });
+    return OnCuda([&] {
+      return FusedMHACuda(dims, attributes, *qkv, *qkv_bias, *cu_seqlens, positions, relative_position_bias, *context,
+                          stream);
+    });
   }
   return cpu::RunFusedMHA(dims, attributes, static_cast<const float*>(qkv->data),
                           static_cast<const float*>(qkv_bias->data), static_cast<const int32_t*>(cu_seqlens->data),
+                          positions ? static_cast<const int32_t*>(positions->data) : nullptr,
+                          relative_position_bias ? static_cast<const float*>(relative_position_bias->data) : nullptr,
                           static_cast<float*>(context->data), kThreads);
 }
 
@@ -267,7 +284,9 @@ BYTETX_CAPI int32_t bytetx_remove_padding(int32_t device, const bytetx_tensor* i
 
 BYTETX_CAPI int32_t bytetx_fused_mha(int32_t device, const bytetx_tensor* qkv, const bytetx_tensor* qkv_bias,
                                      const bytetx_tensor* cu_seqlens, const bytetx_tensor* token_offset,
-                                     int64_t num_heads, int32_t has_scale, float scale, const bytetx_tensor* context,
+                                     const bytetx_tensor* positions, const bytetx_tensor* relative_position_bias,
+                                     int64_t num_heads, int32_t has_scale, float scale,
+                                     int64_t relative_position_max_distance, const bytetx_tensor* context,
                                      void* stream, char* message, size_t message_size) {
   using namespace bytetx;
   return capi::Guarded(contract::FusedMHA::kName, message, message_size, [&] {
@@ -276,7 +295,11 @@ BYTETX_CAPI int32_t bytetx_fused_mha(int32_t device, const bytetx_tensor* qkv, c
     if (has_scale != 0) {
       attributes.scale = scale;
     }
-    return capi::FusedMHA(device, qkv, qkv_bias, cu_seqlens, token_offset, attributes, context, stream);
+    if (relative_position_max_distance != 0) {
+      attributes.relative_position_max_distance = relative_position_max_distance;
+    }
+    return capi::FusedMHA(device, qkv, qkv_bias, cu_seqlens, token_offset, positions, relative_position_bias,
+                          attributes, context, stream);
   });
 }
 

@@ -23,9 +23,12 @@ Status RemovePaddingCuda(const contract::RemovePadding::Dims& dims, const bytetx
 
 Status FusedMHACuda(const contract::FusedMHA::Dims& dims, const contract::FusedMHA::Attributes& attributes,
                     const bytetx_tensor& qkv, const bytetx_tensor& qkv_bias, const bytetx_tensor& cu_seqlens,
+                    const bytetx_tensor* positions, const bytetx_tensor* relative_position_bias,
                     const bytetx_tensor& context, void* stream) {
   return cuda::RunFusedMHA(dims, attributes, KernelType(qkv), qkv.data, qkv_bias.data,
-                           static_cast<const int32_t*>(cu_seqlens.data), context.data,
+                           static_cast<const int32_t*>(cu_seqlens.data),
+                           positions ? static_cast<const int32_t*>(positions->data) : nullptr,
+                           relative_position_bias ? relative_position_bias->data : nullptr, context.data,
                            static_cast<cudaStream_t>(stream));
 }
 

@@ -22,8 +22,10 @@ int64_t ElementCount(const bytetx_tensor& tensor);
 Status RemovePaddingCuda(const contract::RemovePadding::Dims& dims, const bytetx_tensor& input,
                          const bytetx_tensor& mask, const bytetx_tensor& packed, const bytetx_tensor& cu_seqlens,
                          const bytetx_tensor& token_offset, void* stream);
+// positions and relative_position_bias: NULL without a relative position bias.
 Status FusedMHACuda(const contract::FusedMHA::Dims& dims, const contract::FusedMHA::Attributes& attributes,
                     const bytetx_tensor& qkv, const bytetx_tensor& qkv_bias, const bytetx_tensor& cu_seqlens,
+                    const bytetx_tensor* positions, const bytetx_tensor* relative_position_bias,
                     const bytetx_tensor& context, void* stream);
 Status RebuildPaddingCuda(const contract::RebuildPadding::Dims& dims, const bytetx_tensor& packed,
                           const bytetx_tensor& token_offset, const bytetx_tensor& output, void* stream);

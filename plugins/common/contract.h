@@ -90,6 +90,7 @@ inline bool Known(int64_t dim) { return dim != kUnknownDim; }
 struct TensorDesc {
   ElementType type = ElementType::kUnknown;
   std::vector<int64_t> dims;  // kUnknownDim where not known yet; checks skip those
+  bool present = true;        // false: an optional input the node leaves out
 };
 
 // How a tensor's element type is constrained.
@@ -113,6 +114,7 @@ struct TensorSpec {
   const char* dims;  // as docs/ops.md spells the shape, e.g. "[B, S, H]"
   size_t rank;
   TypeRule type;
+  bool optional = false;  // an input a node may leave out (ONNX: an empty name)
 };
 
 // Whether `type` satisfies the rule of position `position` given the types at earlier positions.
@@ -163,6 +165,10 @@ inline Status ValidateRanksAndTypes(const TensorSpec* specs, const TensorDesc* i
   for (int i = 0; i < num_inputs; ++i) {
     const TensorSpec& spec = specs[i];
     const TensorDesc& input = inputs[i];
+    if (!input.present) {
+      BYTETX_CHECK(spec.optional, "required input '", spec.name, "' is missing");
+      continue;
+    }
     types[static_cast<size_t>(i)] = input.type;
     BYTETX_CHECK(input.dims.size() == spec.rank, "input '", spec.name, "' must have rank ", spec.rank, " (",
                  spec.dims, "), but its shape is ", ShapeString(input.dims));

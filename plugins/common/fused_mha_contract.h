@@ -1,6 +1,7 @@
 // FusedMHA's contract (docs/ops.md#fusedmha): multi-head self-attention over the ragged sequences of
-// the packed layout, reading Q, K, V from one [T, 3H] tensor and adding their bias on the fly. Every
-// back end validates its attributes and inputs here.
+// the packed layout, reading Q, K, V from one [T, 3H] tensor and adding their bias on the fly, with
+// an optional bucketed relative position bias on the scores (MPNet's). Every back end validates its
+// attributes and inputs here.
 #pragma once
 
 #include <cmath>
@@ -19,20 +20,26 @@ struct FusedMHA {
   static constexpr char kName[] = "FusedMHA";
   static constexpr char kPluginVersion[] = "1";  // TensorRT plugin version; op set version 1 of com.bytetx
 
-  enum Position : int { kQkv, kQkvBias, kCuSeqlens, kTokenOffset, kContext };
-  static constexpr int kNumInputs = 4;
+  enum Position : int { kQkv, kQkvBias, kCuSeqlens, kTokenOffset, kPositions, kRelativePositionBias, kContext };
+  static constexpr int kNumInputs = 6;
+  // Inputs from this position on are optional; positions and relative_position_bias go together.
+  static constexpr int kNumRequiredInputs = 4;
   static constexpr int kNumOutputs = 1;
   static constexpr TensorSpec kTensors[] = {
       {"qkv", "[T, 3 * H]", 2, TypeRule::KernelFloat()},
       {"qkv_bias", "[3 * H]", 1, TypeRule::SameAs(kQkv)},
       {"cu_seqlens", "[B + 1]", 1, TypeRule::Exactly(ElementType::kInt32)},
       {"token_offset", "[B, S]", 2, TypeRule::Exactly(ElementType::kInt32)},
+      {"positions", "[T]", 1, TypeRule::Exactly(ElementType::kInt32), /*optional=*/true},
+      {"relative_position_bias", "[num_buckets, num_heads]", 2, TypeRule::SameAs(kQkv), /*optional=*/true},
       {"context", "[T, H]", 2, TypeRule::SameAs(kQkv)},
   };
 
   struct Attributes {
     int64_t num_heads = 0;
     std::optional<float> scale;  // absent: 1 / sqrt(head_size)
+    // With relative_position_bias: distances from this on share the last bucket of their direction.
+    std::optional<int64_t> relative_position_max_distance;
   };
 
   using Dims = FusedMHADims;
@@ -41,8 +48,16 @@ struct FusedMHA {
     BYTETX_CHECK(attributes.num_heads >= 1, "attribute 'num_heads' must be >= 1, but it is ", attributes.num_heads);
     BYTETX_CHECK(attributes.num_heads <= INT32_MAX, "attribute 'num_heads' must fit int32, but it is ",
                  attributes.num_heads);
+    if (attributes.relative_position_max_distance) {
+      const int64_t max_distance = *attributes.relative_position_max_distance;
+      BYTETX_CHECK(max_distance >= 2 && max_distance <= INT32_MAX,
+                   "attribute 'relative_position_max_distance' must be in [2, 2^31 - 1], but it is ", max_distance);
+    }
     return Status::Ok();
   }
+
+  // The relative position bias is present (both its inputs and its attribute, as Validate checks).
+  static bool HasRelativePositionBias(const Dims& dims) { return dims.num_buckets > 0; }
 
   static float Scale(const Attributes& attributes, int64_t head_size) {
     return attributes.scale ? *attributes.scale : 1.0f / std::sqrt(static_cast<float>(head_size));
@@ -57,7 +72,7 @@ struct FusedMHA {
     const TensorDesc& token_offset = inputs[kTokenOffset];
     const int64_t num_heads = attributes.num_heads;
     const int64_t width = qkv.dims[1];
-    *dims = {qkv.dims[0], kUnknownDim, kUnknownDim, token_offset.dims[0], token_offset.dims[1]};
+    *dims = {qkv.dims[0], kUnknownDim, kUnknownDim, token_offset.dims[0], token_offset.dims[1], 0};
     if (Known(width)) {
       BYTETX_CHECK(width % 3 == 0 && (width / 3) % num_heads == 0, "input 'qkv' must have width 3 * H with H a ",
                    "multiple of num_heads=", num_heads, ", but its shape is ", ShapeString(qkv.dims));
@@ -70,6 +85,7 @@ struct FusedMHA {
     }
     BYTETX_CHECK(Compatible(inputs[kQkvBias].dims[0], width), "input 'qkv_bias' must have shape [3 * H] = ",
                  ShapeString({width}), " (the width of 'qkv'), but its shape is ", ShapeString(inputs[kQkvBias].dims));
+    BYTETX_RETURN_IF_ERROR(ValidateRelativePositionBias(inputs, attributes, backend, dims));
     if (!Known(dims->batch) || !Known(dims->seq_len)) {
       return Status::Ok();
     }
@@ -83,6 +99,46 @@ struct FusedMHA {
                  "input 'qkv' has T=",
                  dims->num_tokens, " rows, more than the B * S=", dims->batch, " * ", dims->seq_len,
                  " padded slots of 'token_offset'");
+    return Status::Ok();
+  }
+
+  // positions [T] and relative_position_bias [num_buckets, num_heads] come together with the attribute
+  // relative_position_max_distance; num_buckets is even and >= 4 (two directions, each with at least
+  // one exact distance), and the max distance lies beyond the exact ones (docs/ops.md#fusedmha). The
+  // CPU kernels take it; the CUDA kernels not yet.
+  static Status ValidateRelativePositionBias(const TensorDesc* inputs, const Attributes& attributes, Backend backend,
+                                             Dims* dims) {
+    const TensorDesc& positions = inputs[kPositions];
+    const TensorDesc& table = inputs[kRelativePositionBias];
+    BYTETX_CHECK(positions.present == table.present, "inputs 'positions' and 'relative_position_bias' go together, ",
+                 "but only '", positions.present ? "positions" : "relative_position_bias", "' is given");
+    BYTETX_CHECK(table.present == attributes.relative_position_max_distance.has_value(),
+                 table.present ? "input 'relative_position_bias' needs the attribute 'relative_position_max_distance'"
+                               : "attribute 'relative_position_max_distance' is set without the input "
+                                 "'relative_position_bias'");
+    if (!table.present) {
+      return Status::Ok();
+    }
+    BYTETX_CHECK(backend == Backend::kCpu, "the CUDA kernels do not take a relative position bias yet: run this ",
+                 "model on the CPU");
+    BYTETX_CHECK(Compatible(positions.dims[0], inputs[kQkv].dims[0]), "input 'positions' must have shape [T] = ",
+                 ShapeString({inputs[kQkv].dims[0]}), " (the rows of 'qkv'), but its shape is ",
+                 ShapeString(positions.dims));
+    BYTETX_CHECK(Compatible(table.dims[1], attributes.num_heads), "input 'relative_position_bias' must have shape ",
+                 "[num_buckets, num_heads] with num_heads=", attributes.num_heads, ", but its shape is ",
+                 ShapeString(table.dims));
+    const int64_t num_buckets = table.dims[0];
+    if (!Known(num_buckets)) {
+      dims->num_buckets = kUnknownDim;
+      return Status::Ok();
+    }
+    BYTETX_CHECK(num_buckets >= 4 && num_buckets % 2 == 0 && num_buckets <= INT32_MAX,
+                 "input 'relative_position_bias' must have an even number of buckets >= 4 (rows), but its shape is ",
+                 ShapeString(table.dims));
+    BYTETX_CHECK(*attributes.relative_position_max_distance > num_buckets / 4,
+                 "attribute 'relative_position_max_distance' must exceed the ", num_buckets / 4,
+                 " exact distances of ", num_buckets, " buckets, but it is ", *attributes.relative_position_max_distance);
+    dims->num_buckets = num_buckets;
     return Status::Ok();
   }
 

@@ -19,6 +19,7 @@ struct FusedMHADims {
   int64_t head_size = 0;   // H / num_heads
   int64_t batch = 0;       // B
   int64_t seq_len = 0;     // S: bounds every sequence length
+  int64_t num_buckets = 0; // rows of relative_position_bias; 0 without one
 };
 
 struct RebuildPaddingDims {

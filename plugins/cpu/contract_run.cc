@@ -22,11 +22,17 @@ Status RunRemovePadding(const contract::RemovePadding::Dims& dims, const float* 
 }
 
 Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMHA::Attributes& attributes,
-                   const float* qkv, const float* qkv_bias, const int32_t* cu_seqlens, float* context,
-                   const ParallelFor& parallel_for) {
+                   const float* qkv, const float* qkv_bias, const int32_t* cu_seqlens, const int32_t* positions,
+                   const float* relative_position_bias, float* context, const ParallelFor& parallel_for) {
   BYTETX_RETURN_IF_ERROR(packed::ValidateCuSeqlens(cu_seqlens, dims.batch, dims.seq_len, dims.num_tokens));
   const float scale = contract::FusedMHA::Scale(attributes, dims.head_size);
-  return RunFusedMHA({qkv, qkv_bias, cu_seqlens, dims, attributes.num_heads, scale, context}, parallel_for);
+  const RelativePositionBuckets buckets =
+      contract::FusedMHA::HasRelativePositionBias(dims)
+          ? MakeRelativePositionBuckets(dims.num_buckets, *attributes.relative_position_max_distance)
+          : RelativePositionBuckets{};
+  return RunFusedMHA({qkv, qkv_bias, cu_seqlens, dims, attributes.num_heads, scale, context, positions,
+                      relative_position_bias, buckets},
+                     parallel_for);
 }
 
 Status RunRebuildPadding(const contract::RebuildPadding::Dims& dims, const float* packed, const int32_t* token_offset,

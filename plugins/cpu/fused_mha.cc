@@ -172,6 +172,84 @@ float SoftmaxNumerator(float* scores, int64_t len, int64_t padded_len) {
   return row_sum;
 }
 
+// The relative position bias of each head by key - query distance k in [-reach, reach]: entry
+// [h * (2 * reach + 1) + k + reach]. Distances beyond reach share the entries at +-reach: reach is the
+// max distance (whose buckets are the last ones), or the largest distance the positions have if
+// smaller.
+struct OffsetBias {
+  std::vector<float> table;
+  int64_t reach = 0;
+
+  const float* Head(int64_t head) const { return table.data() + head * (2 * reach + 1); }
+};
+
+// Tables longer than this per head (only positions spread wider than this with a max distance beyond
+// it) are not built; such calls compute each pair's bucket instead.
+constexpr int64_t kMaxOffsetReach = int64_t{1} << 16;
+
+OffsetBias BuildOffsetBias(const FusedMHAParams& p) {
+  OffsetBias offsets;
+  if (p.dims.num_buckets == 0) {
+    return offsets;
+  }
+  int64_t low = p.positions[0];
+  int64_t high = low;
+  for (int64_t t = 1; t < p.dims.num_tokens; ++t) {
+    low = std::min<int64_t>(low, p.positions[t]);
+    high = std::max<int64_t>(high, p.positions[t]);
+  }
+  offsets.reach = std::min<int64_t>(p.buckets.max_distance, high - low);
+  if (offsets.reach > kMaxOffsetReach) {
+    offsets.reach = -1;
+    return offsets;
+  }
+  const int64_t width = 2 * offsets.reach + 1;
+  offsets.table.resize(static_cast<size_t>(p.num_heads * width));
+  for (int64_t k = -offsets.reach; k <= offsets.reach; ++k) {
+    const float* row = p.relative_position_bias + RelativePositionBucket(-k, p.buckets) * p.num_heads;
+    for (int64_t h = 0; h < p.num_heads; ++h) {
+      offsets.table[static_cast<size_t>(h * width + k + offsets.reach)] = row[h];
+    }
+  }
+  return offsets;
+}
+
+// Adds the relative position bias to the scores [len] of the query at `row` of a sequence whose
+// positions are `positions` [len]; `consecutive`: positions[j] = positions[0] + j, the usual case, where
+// the offsets run in order and the loops vectorize.
+void AddOffsetBias(const FusedMHAParams& p, const OffsetBias& offsets, int64_t head, const int32_t* positions,
+                   bool consecutive, int64_t row, int64_t len, float* scores) {
+  if (offsets.reach < 0) {
+    const float* table = p.relative_position_bias + head;
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t n = static_cast<int64_t>(positions[row]) - positions[j];
+      scores[j] += table[RelativePositionBucket(n, p.buckets) * p.num_heads];
+    }
+    return;
+  }
+  const int64_t reach = offsets.reach;
+  const float* table = offsets.Head(head);
+  if (consecutive) {
+    const int64_t low = std::clamp<int64_t>(row - reach, 0, len);
+    const int64_t high = std::clamp<int64_t>(row + reach + 1, 0, len);
+    for (int64_t j = 0; j < low; ++j) {
+      scores[j] += table[0];
+    }
+    const float* centred = table + reach - row;
+    for (int64_t j = low; j < high; ++j) {
+      scores[j] += centred[j];
+    }
+    for (int64_t j = high; j < len; ++j) {
+      scores[j] += table[2 * reach];
+    }
+    return;
+  }
+  for (int64_t j = 0; j < len; ++j) {
+    const int64_t k = std::clamp<int64_t>(static_cast<int64_t>(positions[j]) - positions[row], -reach, reach);
+    scores[j] += table[k + reach];
+  }
+}
+
 // One unit of parallel work: query rows [row_begin, row_end) of one head of one sequence.
 struct Task {
   int64_t sequence;
@@ -204,7 +282,7 @@ Scratch& ThreadScratch() {
 }
 
 BYTETX_TARGET_CLONES
-void RunTask(const FusedMHAParams& p, const Task& task) {
+void RunTask(const FusedMHAParams& p, const OffsetBias& offsets, const Task& task) {
   const int64_t d = p.dims.head_size;
   const int64_t hidden = p.num_heads * d;
   const int64_t first = p.cu_seqlens[task.sequence];
@@ -239,6 +317,11 @@ void RunTask(const FusedMHAParams& p, const Task& task) {
   for (int64_t c = 0; c < d; ++c) {
     std::fill(k_t + c * len_stride + len, k_t + c * len_stride + padded_len, 0.0f);
   }
+  const int32_t* positions = p.dims.num_buckets > 0 ? p.positions + first : nullptr;
+  bool consecutive = true;
+  for (int64_t j = 1; positions != nullptr && j < len; ++j) {
+    consecutive = consecutive && positions[j] == static_cast<int64_t>(positions[0]) + j;
+  }
 
   for (int64_t row_begin = task.row_begin; row_begin < task.row_end; row_begin += block_rows) {
     const int64_t rows = std::min(block_rows, task.row_end - row_begin);
@@ -249,6 +332,9 @@ void RunTask(const FusedMHAParams& p, const Task& task) {
       }
     }
     Gemm(rows, padded_len, d, q, d, k_t, len_stride, scores, len_stride);
+    for (int64_t i = 0; positions != nullptr && i < rows; ++i) {
+      AddOffsetBias(p, offsets, task.head, positions, consecutive, row_begin + i, len, scores + i * len_stride);
+    }
     for (int64_t i = 0; i < rows; ++i) {
       sums[i] = SoftmaxNumerator(scores + i * len_stride, len, padded_len);
     }
@@ -289,7 +375,8 @@ Status RunFusedMHA(const FusedMHAParams& p, const ParallelFor& parallel_for) {
       }
     }
   }
-  return parallel_for(tasks.size(), [&](size_t index) { RunTask(p, tasks[index]); });
+  const OffsetBias offsets = BuildOffsetBias(p);
+  return parallel_for(tasks.size(), [&](size_t index) { RunTask(p, offsets, tasks[index]); });
 }
 
 }  // namespace bytetx::cpu

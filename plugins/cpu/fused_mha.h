@@ -1,5 +1,6 @@
 // FusedMHA on the CPU: multi-head self-attention over the ragged sequences of the packed layout
-// (common/packed_layout.h), reading Q, K and V from one [T, 3H] tensor and adding their bias on the fly.
+// (common/packed_layout.h), reading Q, K and V from one [T, 3H] tensor and adding their bias on the fly,
+// with an optional relative position bias on the scores (common/relative_position.h).
 #pragma once
 
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include "common/checks.h"
 #include "common/op_dims.h"
 #include "common/parallel_for.h"
+#include "common/relative_position.h"
 
 namespace bytetx::cpu {
 
@@ -19,6 +21,11 @@ struct FusedMHAParams {
   int64_t num_heads = 0;
   float scale = 0.0f;                   // multiplies Q K^T before the softmax
   float* context = nullptr;             // [T, H]
+  // With dims.num_buckets > 0: head h's scores of query i and key j get
+  // relative_position_bias[RelativePositionBucket(positions[i] - positions[j]), h].
+  const int32_t* positions = nullptr;               // [T], any values
+  const float* relative_position_bias = nullptr;    // [num_buckets, num_heads]
+  RelativePositionBuckets buckets;
 };
 
 // Each sequence's output depends only on that sequence: not on the batch around it, the thread

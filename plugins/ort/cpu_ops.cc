@@ -28,8 +28,9 @@ Status ComputeFusedMHA(OrtKernelContext* context, const contract::FusedMHA::Attr
   BYTETX_RETURN_IF_ERROR(call.Validate(Backend::kCpu, attributes));
   const Contract::Dims& dims = call.dims();
   return cpu::RunFusedMHA(dims, attributes, call.Data<float>(Contract::kQkv), call.Data<float>(Contract::kQkvBias),
-                          call.Data<int32_t>(Contract::kCuSeqlens), call.Output<float>(0, {dims.num_tokens, dims.hidden}),
-                          OrtParallelFor(context));
+                          call.Data<int32_t>(Contract::kCuSeqlens), call.Data<int32_t>(Contract::kPositions),
+                          call.Data<float>(Contract::kRelativePositionBias),
+                          call.Output<float>(0, {dims.num_tokens, dims.hidden}), OrtParallelFor(context));
 }
 
 Status ComputeRebuildPadding(OrtKernelContext* context) {

@@ -39,23 +39,36 @@ Status ReadFusedMHAAttributes(const OrtApi& api, const OrtKernelInfo* info,
   const Ort::Status scale_status(api.KernelInfoGetAttribute_float(info, "scale", &value));
   if (scale_status.IsOK()) {
     attributes->scale = value;
-    return Status::Ok();
+  } else {
+    int64_t int_value = 0;
+    const Ort::Status int_status(api.KernelInfoGetAttribute_int64(info, "scale", &int_value));
+    BYTETX_CHECK(!int_status.IsOK(), "attribute 'scale' must be a float, but it is the int ", int_value);
+    attributes->scale = std::nullopt;
   }
-  int64_t int_value = 0;
-  const Ort::Status int_status(api.KernelInfoGetAttribute_int64(info, "scale", &int_value));
-  BYTETX_CHECK(!int_status.IsOK(), "attribute 'scale' must be a float, but it is the int ", int_value);
-  attributes->scale = std::nullopt;
+
+  int64_t max_distance = 0;
+  const Ort::Status distance_status(
+      api.KernelInfoGetAttribute_int64(info, "relative_position_max_distance", &max_distance));
+  if (distance_status.IsOK()) {
+    attributes->relative_position_max_distance = max_distance;
+  } else {
+    const Ort::Status float_status(api.KernelInfoGetAttribute_float(info, "relative_position_max_distance", &value));
+    BYTETX_CHECK(!float_status.IsOK(), "attribute 'relative_position_max_distance' must be an int, but it is the "
+                 "float ", value);
+    attributes->relative_position_max_distance = std::nullopt;
+  }
   return Status::Ok();
 }
 
 ParallelFor OrtParallelFor(OrtKernelContext* context) { return ParallelFor(&RunOnIntraOpPool, context); }
 
-std::vector<Ort::ConstValue> RequiredInputs(const Ort::KernelContext& context, const contract::TensorSpec* specs,
+std::vector<Ort::ConstValue> ContractInputs(const Ort::KernelContext& context, const contract::TensorSpec* specs,
                                             int count) {
   std::vector<Ort::ConstValue> values;
+  const size_t given = context.GetInputCount();
   for (int i = 0; i < count; ++i) {
-    values.push_back(context.GetInput(static_cast<size_t>(i)));
-    if (values.back() == nullptr) {
+    values.push_back(static_cast<size_t>(i) < given ? context.GetInput(static_cast<size_t>(i)) : Ort::ConstValue{});
+    if (values.back() == nullptr && !specs[i].optional) {
       throw std::runtime_error(StrCat("required input '", specs[i].name, "' is missing"));
     }
   }
@@ -65,6 +78,10 @@ std::vector<Ort::ConstValue> RequiredInputs(const Ort::KernelContext& context, c
 std::vector<contract::TensorDesc> Describe(const std::vector<Ort::ConstValue>& values) {
   std::vector<contract::TensorDesc> descs;
   for (const Ort::ConstValue& value : values) {
+    if (value == nullptr) {
+      descs.push_back({contract::ElementType::kUnknown, {}, /*present=*/false});
+      continue;
+    }
     const Ort::TensorTypeAndShapeInfo info = value.GetTensorTypeAndShapeInfo();
     descs.push_back({ToElementType(info.GetElementType()), info.GetShape()});
   }

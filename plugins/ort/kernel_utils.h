@@ -43,16 +43,18 @@ OrtStatusPtr Guarded(const char* op, const Fn& fn) noexcept {
 contract::ElementType ToElementType(ONNXTensorElementDataType type);
 ONNXTensorElementDataType ToOrtType(contract::ElementType type);
 
-// FusedMHA's attributes as the node gives them: num_heads (int, required) and scale (float, optional;
-// a scale of another type is refused rather than taken as absent). The contract checks their values.
+// FusedMHA's attributes as the node gives them: num_heads (int, required), scale (float, optional) and
+// relative_position_max_distance (int, optional); an optional attribute of another type is refused
+// rather than taken as absent. The contract checks their values.
 Status ReadFusedMHAAttributes(const OrtApi& api, const OrtKernelInfo* info, contract::FusedMHA::Attributes* attributes);
 
 // The ParallelFor hook running on the intra-op thread pool of the given kernel context.
 ParallelFor OrtParallelFor(OrtKernelContext* context);
 
-// The inputs of one kernel call: described for the op's contract, and their data. Every input is
-// required (docs/ops.md); `specs` names them for the message of a missing one.
-std::vector<Ort::ConstValue> RequiredInputs(const Ort::KernelContext& context, const contract::TensorSpec* specs,
+// The inputs of one kernel call: described for the op's contract, and their data. An optional input
+// the node leaves out is a null value (described as not present); a missing required one is an error
+// naming it (`specs`).
+std::vector<Ort::ConstValue> ContractInputs(const Ort::KernelContext& context, const contract::TensorSpec* specs,
                                             int count);
 std::vector<contract::TensorDesc> Describe(const std::vector<Ort::ConstValue>& values);
 
@@ -63,7 +65,7 @@ class ContractCall {
  public:
   explicit ContractCall(OrtKernelContext* context)
       : context_(context),
-        values_(RequiredInputs(context_, Contract::kTensors, Contract::kNumInputs)),
+        values_(ContractInputs(context_, Contract::kTensors, Contract::kNumInputs)),
         descs_(Describe(values_)) {}
 
   // `attributes`: the op's, for an op that has them (the contract's Validate takes them first).
@@ -74,11 +76,16 @@ class ContractCall {
 
   const typename Contract::Dims& dims() const { return dims_; }
   const contract::TensorDesc& desc(int index) const { return descs_[static_cast<size_t>(index)]; }
+  // nullptr for an optional input the node leaves out.
   template <typename T>
   const T* Data(int index) const {
-    return values_[static_cast<size_t>(index)].GetTensorData<T>();
+    const Ort::ConstValue& value = values_[static_cast<size_t>(index)];
+    return value == nullptr ? nullptr : value.GetTensorData<T>();
   }
-  const void* RawData(int index) const { return values_[static_cast<size_t>(index)].GetTensorRawData(); }
+  const void* RawData(int index) const {
+    const Ort::ConstValue& value = values_[static_cast<size_t>(index)];
+    return value == nullptr ? nullptr : value.GetTensorRawData();
+  }
   Ort::ConstMemoryInfo MemoryInfo(int index) const { return values_[static_cast<size_t>(index)].GetTensorMemoryInfo(); }
   // Output `index`, allocated with the given shape.
   template <typename T>
@@ -149,6 +156,9 @@ struct ContractOp : Ort::CustomOpBase<Derived, Kernel, /*WithStatus=*/true> {
   ONNXTensorElementDataType GetInputType(size_t index) const { return DeclaredType(static_cast<int>(index)); }
   ONNXTensorElementDataType GetOutputType(size_t index) const {
     return DeclaredType(Contract::kNumInputs + static_cast<int>(index));
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return Contract::kTensors[index].optional ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
 
  private:

@@ -87,6 +87,35 @@ def _remove_padding_call(lib, x=X, mask=MASK, packed_rows=6, device=kernels.CPU)
                        ref(np.zeros((2, 4), np.int32)))
 
 
+@pytest.mark.parametrize("kind", ["right", "holes"])
+def test_fused_mha_relative_position_bias_matches_the_reference(lib, kind):
+    rng = np.random.default_rng(5)
+    batch, seq_len, heads, head_size, max_distance = 4, 150, 2, 32, 128
+    mask = make_mask(batch, seq_len, kind, seed=6)
+    _, cu_seqlens, token_offset = reference.remove_padding(np.zeros((batch, seq_len, 1), np.float32), mask)
+    tokens = int(cu_seqlens[-1])
+    qkv = rng.standard_normal((tokens, 3 * heads * head_size)).astype(np.float32)
+    bias = rng.standard_normal(3 * heads * head_size).astype(np.float32)
+    positions = (token_offset.reshape(-1)[:tokens] % seq_len).astype(np.int32)
+    table = rng.standard_normal((32, heads)).astype(np.float32)
+    context = np.empty((tokens, heads * head_size), np.float32)
+    lib.fused_mha(kernels.CPU, ref(qkv), ref(bias), ref(cu_seqlens), ref(token_offset), heads, None, ref(context),
+                  positions=ref(positions), relative_position_bias=ref(table),
+                  relative_position_max_distance=max_distance)
+    expected = reference.fused_mha(qkv, bias, cu_seqlens, heads, positions=positions, relative_position_bias=table,
+                                   max_distance=max_distance)
+    np.testing.assert_allclose(context, expected, atol=ATOL, rtol=RTOL)
+
+
+def test_fused_mha_refuses_half_a_relative_position_bias(lib):
+    with pytest.raises(kernels.InvalidKernelArgument, match="FusedMHA: inputs 'positions' and "
+                                                           "'relative_position_bias' go together"):
+        lib.fused_mha(kernels.CPU, ref(np.zeros((6, 48), np.float32)), ref(np.zeros(48, np.float32)),
+                      ref(np.array([0, 3, 6], np.int32)), ref(np.zeros((2, 4), np.int32)), 2, None,
+                      ref(np.zeros((6, 16), np.float32)), positions=ref(np.zeros(6, np.int32)),
+                      relative_position_max_distance=128)
+
+
 def _fused_mha_call(lib, dtype=np.float32, bias_size=48, cu_seqlens=(0, 3, 6), num_heads=2):
     """T=6 tokens of B=2 sequences, H=16, through the CPU FusedMHA; each argument breaks one thing."""
     lib.fused_mha(kernels.CPU, ref(np.zeros((6, 48), dtype)), ref(np.zeros(bias_size, dtype)),

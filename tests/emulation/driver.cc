@@ -143,7 +143,7 @@ EMU_EXPORT int cpu_remove_padding(const float* input, const void* mask, int mask
 EMU_EXPORT int cpu_fused_mha(const float* qkv, const float* bias, const int32_t* cu_seqlens, int64_t batch,
                              int64_t num_tokens, int64_t num_heads, int64_t head_size, float scale, float* context) {
   const bytetx::contract::FusedMHA::Dims dims{num_tokens, num_heads * head_size, head_size, batch, num_tokens};
-  return ToInt(bytetx::cpu::RunFusedMHA(dims, {num_heads, scale}, qkv, bias, cu_seqlens, context,
+  return ToInt(bytetx::cpu::RunFusedMHA(dims, {num_heads, scale, std::nullopt}, qkv, bias, cu_seqlens, nullptr, nullptr, context,
                                         bytetx::ParallelFor::Serial()));
 }
 

@@ -61,6 +61,24 @@ def fused_mha_model(num_heads: int | None, scale: float | int | None = None, wit
     return _model([_fused_mha("qkv", with_bias, num_heads, scale)], inputs, {"context": FLOAT})
 
 
+def position_bias_model(num_heads: int, max_distance: int | float | None, positions: bool = True,
+                        table: bool = True) -> bytes:
+    """FusedMHA with the relative position bias; ``max_distance=None`` leaves the attribute out,
+    ``positions`` / ``table`` False leave that input out (as an empty name)."""
+    attrs = {"num_heads": num_heads}
+    if max_distance is not None:
+        attrs["relative_position_max_distance"] = max_distance
+    names = ["qkv", "qkv_bias", "cu_seqlens", "token_offset", "positions" if positions else "",
+             "relative_position_bias" if table else ""]
+    node = helper.make_node("FusedMHA", names, ["context"], domain=DOMAIN, **attrs)
+    inputs = {"qkv": FLOAT, "qkv_bias": FLOAT, "cu_seqlens": INT32, "token_offset": INT32}
+    if positions:
+        inputs["positions"] = INT32
+    if table:
+        inputs["relative_position_bias"] = FLOAT
+    return _model([node], inputs, {"context": FLOAT})
+
+
 def round_trip_model(mask_type: int = INT64) -> bytes:
     """RemovePadding -> RebuildPadding."""
     nodes = [_remove_padding("input"), _rebuild_padding("packed")]

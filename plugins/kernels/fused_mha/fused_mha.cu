@@ -75,6 +75,9 @@ const char* CheckFusedMHAParams(const FusedMHAParams& p) {
   if (p.dims.batch > 0 && tiles > kMaxGridX / p.dims.batch) {
     return "batch * seq_len is too large for one grid";
   }
+  if (p.dims.num_buckets != 0) {
+    return "the relative position bias is not implemented in the CUDA kernels";
+  }
   if (p.cu_seqlens == nullptr || p.qkv_bias == nullptr) {
     return "cu_seqlens or qkv_bias is null";
   }

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "common/op_dims.h"
+#include "common/relative_position.h"
 #include "kernels/common/data_type.h"
 
 namespace bytetx::cuda {
@@ -34,6 +35,12 @@ struct FusedMHAParams {
   int64_t num_heads = 0;
   float scale = 0.0f;                   // multiplies Q K^T before the softmax
   void* context = nullptr;              // [num_tokens, hidden] of dtype
+  // The relative position bias (dims.num_buckets > 0), which CheckFusedMHAParams refuses until the
+  // kernels add relative_position_bias[RelativePositionBucket(positions[i] - positions[j]), h] to the
+  // scaled scores as the CPU kernel does.
+  const int32_t* positions = nullptr;             // [num_tokens] on the device, any values
+  const void* relative_position_bias = nullptr;   // [num_buckets, num_heads] of dtype
+  RelativePositionBuckets buckets;
   FusedMHAKernel kernel = FusedMHAKernel::kAuto;
 };
 

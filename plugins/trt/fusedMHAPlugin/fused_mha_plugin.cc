@@ -32,7 +32,8 @@ Status FusedMHAPlugin::Launch(const Dims& dims, const contract::TensorDesc* inpu
   // T exact: TensorRT sized 'qkv' by RemovePadding's num_tokens size tensor.
   return cuda::RunFusedMHA(dims, attributes_, *contract::ToKernelDataType(inputs[Contract::kQkv].type),
                            input_data[Contract::kQkv], input_data[Contract::kQkvBias],
-                           static_cast<const int32_t*>(input_data[Contract::kCuSeqlens]), output_data[0], stream);
+                           static_cast<const int32_t*>(input_data[Contract::kCuSeqlens]), nullptr, nullptr,
+                           output_data[0], stream);
 }
 
 const nvinfer1::PluginFieldCollection* FusedMHAPlugin::getFieldsToSerialize() noexcept {

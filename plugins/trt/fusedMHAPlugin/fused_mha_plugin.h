@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "common/fused_mha_contract.h"
 #include "trt/common/plugin_base.h"
@@ -13,10 +14,20 @@ namespace bytetx::trt {
 
 class FusedMHAPlugin final : public PluginBase<FusedMHAPlugin, contract::FusedMHA> {
  public:
+  // The four required inputs: the optional relative position bias is not a plugin input yet (the
+  // CUDA kernels do not take it).
+  static constexpr int32_t kNumInputs = Contract::kNumRequiredInputs;
+  static constexpr contract::TensorSpec kTensors[] = {
+      Contract::kTensors[Contract::kQkv], Contract::kTensors[Contract::kQkvBias],
+      Contract::kTensors[Contract::kCuSeqlens], Contract::kTensors[Contract::kTokenOffset],
+      Contract::kTensors[Contract::kContext]};
+
   explicit FusedMHAPlugin(const Contract::Attributes& attributes) : attributes_(attributes) {}
 
   Status Validate(const contract::TensorDesc* inputs, Dims* dims) const {
-    return Contract::Validate(inputs, attributes_, contract::Backend::kCuda, dims);
+    std::vector<contract::TensorDesc> all(inputs, inputs + kNumInputs);
+    all.resize(Contract::kNumInputs, contract::TensorDesc{contract::ElementType::kUnknown, {}, /*present=*/false});
+    return Contract::Validate(all.data(), attributes_, contract::Backend::kCuda, dims);
   }
   Status OutputShapes(const nvinfer1::DimsExprs* inputs, nvinfer1::DimsExprs* outputs,
                       nvinfer1::IExprBuilder& builder) const;
