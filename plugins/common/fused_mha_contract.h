@@ -12,6 +12,7 @@
 #include "common/contract.h"
 #include "common/op_dims.h"
 #include "common/packed_layout.h"
+#include "common/relative_position.h"
 #include "kernels/fused_mha/fused_mha_head_sizes.h"
 
 namespace bytetx::contract {
@@ -56,8 +57,14 @@ struct FusedMHA {
     return Status::Ok();
   }
 
-  // The relative position bias is present (both its inputs and its attribute, as Validate checks).
-  static bool HasRelativePositionBias(const Dims& dims) { return dims.num_buckets > 0; }
+  // The kernels' bucketing for validated sizes and attributes; empty (num_buckets 0) without a relative
+  // position bias.
+  static RelativePositionBuckets Buckets(const Attributes& attributes, const Dims& dims) {
+    if (dims.num_buckets <= 0) {
+      return {};
+    }
+    return MakeRelativePositionBuckets(dims.num_buckets, *attributes.relative_position_max_distance);
+  }
 
   static float Scale(const Attributes& attributes, int64_t head_size) {
     return attributes.scale ? *attributes.scale : 1.0f / std::sqrt(static_cast<float>(head_size));

@@ -26,10 +26,7 @@ Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMH
                    const float* relative_position_bias, float* context, const ParallelFor& parallel_for) {
   BYTETX_RETURN_IF_ERROR(packed::ValidateCuSeqlens(cu_seqlens, dims.batch, dims.seq_len, dims.num_tokens));
   const float scale = contract::FusedMHA::Scale(attributes, dims.head_size);
-  const RelativePositionBuckets buckets =
-      contract::FusedMHA::HasRelativePositionBias(dims)
-          ? MakeRelativePositionBuckets(dims.num_buckets, *attributes.relative_position_max_distance)
-          : RelativePositionBuckets{};
+  const RelativePositionBuckets buckets = contract::FusedMHA::Buckets(attributes, dims);
   return RunFusedMHA({qkv, qkv_bias, cu_seqlens, dims, attributes.num_heads, scale, context, positions,
                       relative_position_bias, buckets},
                      parallel_for);

@@ -20,10 +20,7 @@ Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMH
                    DataType dtype, const void* qkv, const void* qkv_bias, const int32_t* cu_seqlens,
                    const int32_t* positions, const void* relative_position_bias, void* context, cudaStream_t stream) {
   const float scale = contract::FusedMHA::Scale(attributes, dims.head_size);
-  const RelativePositionBuckets buckets =
-      contract::FusedMHA::HasRelativePositionBias(dims)
-          ? MakeRelativePositionBuckets(dims.num_buckets, *attributes.relative_position_max_distance)
-          : RelativePositionBuckets{};
+  const RelativePositionBuckets buckets = contract::FusedMHA::Buckets(attributes, dims);
   const FusedMHAParams params{dtype,   qkv,       qkv_bias,  cu_seqlens, dims, attributes.num_heads, scale,
                               context, positions, relative_position_bias, buckets};
   return CheckedLaunch(CheckFusedMHAParams, LaunchFusedMHA, params, stream, "launching the FusedMHA kernel");
