@@ -61,6 +61,7 @@ MODELS: dict[str, ModelSource] = {
     for source in (
         ModelSource("minilm-l6", harness.minilm_dir, harness.minilm_config),
         ModelSource("bert-base", harness.bert_base_dir, harness.bert_base_config),
+        ModelSource("mpnet-base", harness.mpnet_base_dir, harness.mpnet_base_config),
     )
 }
 
@@ -251,8 +252,12 @@ def prepare_model(source: ModelSource, runners: Sequence[str], threads: int, wor
     engines: dict[str, Hidden] = {}
     if "torch-eager" in engines_needed:
         engines["torch-eager"] = torch_engine(eager.model)
+    notes: dict[str, Any] = {}
     if "torch-sdpa" in engines_needed:
-        engines["torch-sdpa"] = torch_engine(load_hf_model(model_dir, "sdpa").model)
+        if type(eager.model)._supports_sdpa:
+            engines["torch-sdpa"] = torch_engine(load_hf_model(model_dir, "sdpa").model)
+        else:
+            notes["not_run"] = {"torch-sdpa": f"transformers offers no SDPA attention for {type(eager.model).__name__}"}
     report(f"{source.name}: exporting to ONNX")
     plain = export_to_onnx(eager)
     report(f"{source.name}: bytetx rewrite")
@@ -262,7 +267,6 @@ def prepare_model(source: ModelSource, runners: Sequence[str], threads: int, wor
         "bytetx": bytetx.InferenceSession(rewritten.SerializeToString(), options()),
     }
     engines.update({name: onnx_engine(session) for name, session in sessions.items()})
-    notes: dict[str, Any] = {}
     if engines_needed & {"ort-fused", "ort-int8"}:
         report(f"{source.name}: onnxruntime.transformers optimize_model")
         fused, notes["ort_fused_ops"] = harness.fuse_with_ort_optimizer(plain, dims, workdir)
@@ -385,7 +389,10 @@ def run_workload(workload: harness.Workload, model: ModelUnderTest, runners: Seq
                  policy: harness.TimingPolicy, on_measured: Callable[[str], None]) -> WorkloadResult:
     """Time every runner on the workload's batch and check bytetx against plain ONNX Runtime."""
     batch = model.inputs.batch(workload.lengths())
-    runs = {name: build_run(name, model, batch) for name in runners}
+    runs = {name: build_run(name, model, batch) for name in runners if RUNNERS[name].engine in model.engines}
+    for name in runners:
+        if name not in runs:
+            on_measured(name)
     timings = harness.measure_interleaved(runs, policy, on_measured)
     return WorkloadResult(
         workload,
@@ -492,6 +499,7 @@ def quality_table(models: dict[str, Any]) -> list[str]:
         recipe = notes["bytetx_int8"]
         kept = ", ".join(recipe["float32_matmuls"]) or "none"
         lines.append(f"- {model}, bytetx int8: {recipe['quantized_matmuls']} MatMuls int8; float32: {kept}.")
+        lines += [f"- {model}: {runner} not run ({why})." for runner, why in notes.get("not_run", {}).items()]
     return lines
 
 
@@ -504,7 +512,7 @@ def latency_table(records: list[dict[str, Any]], runners: list[str]) -> list[str
     lines = [header + " | ".join(runners) + " |", "|" + " --- |" * 6 + " ---: |" * len(runners)]
     for r in records:
         tokens = f"{r['mean_length']:.0f} | {r['real_tokens']} / {r['padded_tokens']} | "
-        cells = [f"{r['latency_ms'][name]['median_ms']:.1f}" for name in runners]
+        cells = [f"{r['latency_ms'][name]['median_ms']:.1f}" if name in r["latency_ms"] else "-" for name in runners]
         lines.append(workload_cells(r) + tokens + " | ".join(cells) + " |")
     return lines
 

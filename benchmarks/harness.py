@@ -97,6 +97,25 @@ def bert_base_dir(workdir: Path, max_positions: int = 512) -> Path:
     return directory
 
 
+def mpnet_base_config() -> Any:
+    """``transformers.MPNetConfig()`` defaults, the shapes of all-mpnet-base-v2 (12 layers, H 768, 12
+    heads, I 3072, 514 positions, 32 relative position buckets)."""
+    from transformers import MPNetConfig
+
+    return MPNetConfig()
+
+
+def mpnet_base_dir(workdir: Path) -> Path:
+    """An MPNet-base-sized MPNetModel with random weights (seed 0), saved under ``workdir``."""
+    import torch
+    from transformers import MPNetModel
+
+    directory = workdir / "mpnet-base-random"
+    torch.manual_seed(0)
+    MPNetModel(mpnet_base_config()).save_pretrained(directory)
+    return directory
+
+
 @dataclass(frozen=True)
 class ModelInputs:
     """What a model's random batches need: its input names ([B, S] int64 each) and vocabulary."""

@@ -25,6 +25,9 @@ PLUGIN_VERSIONS = {REMOVE_PADDING: "1", FUSED_MHA: "1", REBUILD_PADDING: "1"}
 # is the symbolic first dimension of the packed tensors; the TensorRT flavour also gives RemovePadding
 # an int64 scalar output holding T (its size tensor).
 CU_SEQLENS = "bytetx_cu_seqlens"
+# Each packed token's slot in its padded row (token_offset mod S), int32 [T]: the positions of a
+# FusedMHA with a relative position bias.
+POSITIONS = "bytetx_positions"
 TOKEN_OFFSET = "bytetx_token_offset"
 TOKENS_DIM = "bytetx_total_tokens"
 NUM_TOKENS = "bytetx_num_tokens"

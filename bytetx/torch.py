@@ -103,6 +103,10 @@ def _structure(model: nn.Module) -> _Structure:
             if getattr(model, "pooler", None) is not None:
                 pooler = lambda first: model.pooler_activation(model.pooler(first))
             return _Structure(model.embeddings, encoder.embedding_hidden_mapping_in, layers, pooler)
+        if encoder is not None and hasattr(encoder, "relative_attention_bias"):
+            raise UnsupportedEncoderError(
+                f"{type(model).__name__} adds a relative position bias to its attention scores (MPNet's), which "
+                "bytetx.torch does not take yet; export it to ONNX (bytetx-export) to run it padding-free")
         if encoder is not None and hasattr(encoder, "layer"):
             layers = [_bert_layer(layer) for layer in encoder.layer]
             pooler = getattr(model, "pooler", None)

@@ -54,6 +54,12 @@ class XLMRobertaExportConfig(RobertaExportConfig):
     model_type = "xlm-roberta"
 
 
+class MPNetExportConfig(RobertaExportConfig):
+    """RoBERTa's inputs and positions; a relative position bias on every layer's scores."""
+
+    model_type = "mpnet"
+
+
 class DistilBertExportConfig(EncoderExportConfig):
     model_type = "distilbert"
     inputs = ("input_ids", "attention_mask")
@@ -68,6 +74,7 @@ EXPORT_CONFIGS: dict[str, type[EncoderExportConfig]] = {
         DistilBertExportConfig,
         AlbertExportConfig,
         ElectraExportConfig,
+        MPNetExportConfig,
     )
 }
 

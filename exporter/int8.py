@@ -5,8 +5,9 @@ The recipe (docs/int8.md has the measurements behind it): first SmoothQuant's eq
 channel, ``s = max|x|^alpha / max|W|^(1 - alpha)``, so that the outlier channels of the activations
 hand part of their range to the weights; the division is a ``Mul`` on the packed activations, the
 product is folded into the weights, and the float32 model computes the same up to rounding. Then
-``onnxruntime.quantization.quantize_dynamic`` with per-channel signed int8 weights on the encoder's
-MatMuls, which ONNX Runtime fuses into ``DynamicQuantizeMatMul`` (u8 x s8 on AVX512-VNNI);
+``onnxruntime.quantization.quantize_dynamic`` with per-channel int8 weights on the encoder's
+MatMuls, which ONNX Runtime fuses into ``DynamicQuantizeMatMul`` (u8 x s8 on AVX512-VNNI; u8 x u8
+on an x86 CPU without VNNI, see :func:`int8_weight_type`);
 activations get one dynamic range per call, over all packed tokens. The pooler, the embeddings and
 FusedMHA stay float32. GEMMs whose (smoothed) inputs have the widest range relative to their typical
 value lose most to that one range; they stay float32, unsmoothed, the fewest that keep the quality
@@ -16,6 +17,7 @@ above the required minimum (a search measured with :class:`~bytetx.exporter.qual
 from __future__ import annotations
 
 import logging
+import platform
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +44,10 @@ QUANTIZED_OP = "MatMul"
 # (2 of 24, against 4 at 0.5 and 3 at 0.8; docs/int8.md).
 SMOOTHING_ALPHA = 0.7
 SMOOTHING_SUFFIX = "/smooth_quant"
+# Metadata of a quantized model: the weights' integer type ("int8" or "uint8").
+WEIGHT_TYPE_KEY = "bytetx_int8_weights"
+# CPU flags of x86 int8 dot-product instructions that accumulate u8 x s8 in int32.
+_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 @dataclass
@@ -64,9 +70,25 @@ def weight_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if n.op_type == QUANTIZED_OP and n.input[1] in weights]
 
 
+def int8_weight_type() -> str:
+    """"int8" where ONNX Runtime's u8 x s8 GEMM is exact on this CPU, else "uint8". On x86 without
+    VNNI it multiplies with VPMADDUBSW, whose int16 sums of two products saturate (2 * 255 * 127 >
+    32767); ONNX Runtime's quantization guide advises u8 x u8 there, which its AVX2 kernel widens to
+    int16 before multiplying (measured on AVX2: random-weight BERT's min cosine 0.89 with int8
+    weights, within the noise bound with uint8)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return "int8"
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "int8"
+    return "int8" if flags & set(_VNNI_FLAGS) else "uint8"
+
+
 def quantize_int8(model: onnx.ModelProto, float32_matmuls: Sequence[str] = ()) -> onnx.ModelProto:
     """The model through ``quantize_dynamic``: every weight MatMul but ``float32_matmuls`` gets
-    per-channel QInt8 weights and dynamic uint8 activations; nothing else changes."""
+    per-channel weights of :func:`int8_weight_type` and dynamic uint8 activations; nothing else
+    changes but the metadata, which records the weight type."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     targets = [n.name for n in weight_matmuls(model) if n.name not in set(float32_matmuls)]
@@ -78,9 +100,12 @@ def quantize_int8(model: onnx.ModelProto, float32_matmuls: Sequence[str] = ()) -
     try:
         with tempfile.TemporaryDirectory() as folder:
             output = Path(folder) / "int8.onnx"
+            weights = int8_weight_type()
             quantize_dynamic(model, output, op_types_to_quantize=[QUANTIZED_OP], nodes_to_quantize=targets,
-                             per_channel=True, weight_type=QuantType.QInt8)
-            return onnx.load(str(output))
+                             per_channel=True, weight_type=QuantType.QInt8 if weights == "int8" else QuantType.QUInt8)
+            quantized = onnx.load(str(output))
+            quantized.metadata_props.add(key=WEIGHT_TYPE_KEY, value=weights)
+            return quantized
     finally:
         quantizer_log.setLevel(level)
 

@@ -4,17 +4,20 @@ Pattern (anchored on Softmax), as torch.onnx (TorchScript and dynamo, eager and 
 Optimum write it:
 
     X -> MatMul(Wq) -> Add(bq) -> Reshape/Transpose [-> Mul(c)] --\
-    X -> MatMul(Wk) -> Add(bk) -> Reshape/Transpose [-> Mul(c)] --> MatMul -> [Mul/Div(c)] -> Add(mask)
-                                                                    -> Softmax -> MatMul -> Transpose/Reshape -> C
+    X -> MatMul(Wk) -> Add(bk) -> Reshape/Transpose [-> Mul(c)] --> MatMul -> [Mul/Div(c)] [-> Add(bias)]
+                                                    -> Add(mask) -> Softmax -> MatMul -> Transpose/Reshape -> C
     X -> MatMul(Wv) -> Add(bv) -> Reshape/Transpose -------------------------------/
 
-The Add (or Where) between the scores and Softmax must apply the attention mask: its other operand has
-to depend on an input's values, not only on shapes. A position bias computed from the sequence length
-(MPNet's) is refused rather than dropped.
+An Add (or Where) between the scores and Softmax whose other operand depends on an input's values
+applies the attention mask. One whose other operand reads only shapes must be a relative position
+bias that position_bias.py recognizes (MPNet's, computed once and added in every layer); any other
+additive term is refused rather than dropped.
 
-Replacement: ``C = FusedMHA(MatMul(X, [Wq|Wk|Wv]), [bq|bk|bv], cu_seqlens, token_offset)``. The mask
-subgraph and the per-head reshapes become dead; the pipeline's cleanup drops them. ``cu_seqlens`` and
-``token_offset`` are produced by the PackTokens pass.
+Replacement: ``C = FusedMHA(MatMul(X, [Wq|Wk|Wv]), [bq|bk|bv], cu_seqlens, token_offset)``, plus
+``positions`` and the bias table (scaled by any factor applied after the bias) where the block has a
+position bias. The mask and bias subgraphs and the per-head reshapes become dead; the pipeline's
+cleanup drops them. ``cu_seqlens``, ``token_offset`` and ``positions`` are produced by the PackTokens
+pass.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import onnx_graphsurgeon as gs
 from bytetx import ops
 
 from .base import GraphPass, PassReport, RewriteError, constant_value, describe, producer, scalar_value
+from .position_bias import NotAPositionBias, RelativePositionBias, find_relative_position_bias
 
 # Ops that only move a head's data around between the projection and the score MatMul.
 _LAYOUT_OPS = {"Reshape", "Transpose", "Cast", "Identity", "Squeeze", "Unsqueeze"}
@@ -56,6 +60,7 @@ class AttentionMatch:
     context: gs.Tensor  # [B, S, H] input of the output projection
     scale: float
     num_heads: int
+    position_bias: RelativePositionBias | None  # its table already scaled like the scores after it
 
 
 def _fail(layer: int, node: gs.Node, why: str) -> RewriteError:
@@ -139,24 +144,28 @@ def _reads_input_values(tensor: gs.Tensor, seen: set[int]) -> bool:
     return node.op != "Shape" and any(_reads_input_values(t, seen) for t in node.inputs)
 
 
-def _check_mask_term(node: gs.Node, scores: gs.Tensor, layer: int) -> None:
-    """The Add or Where on the score path must apply the attention mask: anything else added to the
-    scores (a relative position bias) would be lost in FusedMHA, so it is refused."""
-    mask_terms = [node.inputs[0]] if node.op == "Where" else [t for t in node.inputs if t is not scores]
-    if not all(_reads_input_values(t, set()) for t in mask_terms):
-        raise _fail(layer, node, "the scores get an additive term that does not come from the attention mask "
-                                 "(a position bias?), which FusedMHA does not take")
+@dataclass
+class ScorePath:
+    """What lies between ``Q @ K^T`` and Softmax: the product of the scale factors, and the additive
+    term that reads no input values (a position bias) with the factor applied after it."""
+
+    matmul: gs.Node
+    scale: float
+    bias_term: gs.Tensor | None = None
+    bias_add: gs.Node | None = None
+    bias_scale: float = 1.0
 
 
-def _find_score_matmul(softmax: gs.Node, layer: int) -> tuple[gs.Node, float]:
-    """From Softmax up to ``Q @ K^T``, past the scale and the additive mask."""
+def _find_score_path(softmax: gs.Node, layer: int) -> ScorePath:
+    """From Softmax up to ``Q @ K^T``, past the scale, the additive mask and a position bias."""
     tensor, scale = softmax.inputs[0], 1.0
+    bias: tuple[gs.Tensor, gs.Node, float] | None = None
     for _ in range(_MAX_SCORE_PATH):
         node = producer(tensor)
         if node is None:
             break
         if node.op == "MatMul" and constant_value(node.inputs[1]) is None:
-            return node, scale
+            return ScorePath(node, scale, *(bias or (None, None, 1.0)))
         if node.op in ("Mul", "Div"):
             value, other, index = _split_constant(node)
             if value is not None and not (node.op == "Div" and index != 1):
@@ -169,10 +178,15 @@ def _find_score_matmul(softmax: gs.Node, layer: int) -> tuple[gs.Node, float]:
         if node.op in ("Add", "Where"):
             data = [t for t in node.inputs if _leads_to_score_matmul(t, _MAX_SCORE_PATH)]
             if len(data) == 1:
-                _check_mask_term(node, data[0], layer)
+                terms = [node.inputs[0]] if node.op == "Where" else [t for t in node.inputs if t is not data[0]]
+                if not all(_reads_input_values(t, set()) for t in terms):
+                    if node.op != "Add" or len(terms) != 1 or bias is not None:
+                        raise _fail(layer, node, "the scores get an additive term that is neither the attention "
+                                                 "mask nor one relative position bias")
+                    bias = (terms[0], node, scale)
                 tensor = data[0]
                 continue
-        raise _fail(layer, node, "expected the scale or the attention mask between scores and Softmax")
+        raise _fail(layer, node, "expected the scale, a position bias or the attention mask between scores and Softmax")
     raise _fail(layer, softmax, "no Q.K^T MatMul above this Softmax")
 
 
@@ -234,13 +248,15 @@ class FuseAttention(GraphPass):
 
     def match(self, graph: gs.Graph) -> list[AttentionMatch]:
         matches = []
+        # The bias is computed once and added in every layer: evaluate each term once.
+        position_biases: dict[str, RelativePositionBias] = {}
         softmaxes = [n for n in graph.nodes if n.op == "Softmax"]
         for layer, softmax in enumerate(softmaxes):
             if softmax.attrs.get("axis", -1) not in (-1, 3):
                 raise _fail(layer, softmax, "softmax is not over the key axis")
-            score_matmul, scale = _find_score_matmul(softmax, layer)
-            q, q_scale = _trace_projection(score_matmul.inputs[0], layer, "query")
-            k, k_scale = _trace_projection(score_matmul.inputs[1], layer, "key")
+            path = _find_score_path(softmax, layer)
+            q, q_scale = _trace_projection(path.matmul.inputs[0], layer, "query")
+            k, k_scale = _trace_projection(path.matmul.inputs[1], layer, "key")
             context_matmul = _find_context_matmul(softmax, layer)
             v, _ = _trace_projection(context_matmul.inputs[1], layer, "value")
             if not (q.x is k.x is v.x):
@@ -253,9 +269,19 @@ class FuseAttention(GraphPass):
             if q.weight.shape[1] % num_heads:
                 raise _fail(layer, softmax, f"hidden size {q.weight.shape[1]} is not a multiple of {num_heads} heads")
             context = _find_context_output(context_matmul, layer)
-            matches.append(
-                AttentionMatch(layer, softmax, q, k, v, context, scale * q_scale * k_scale, num_heads)
-            )
+            position_bias = None
+            if path.bias_term is not None:
+                name = path.bias_term.name
+                if name not in position_biases:
+                    try:
+                        position_biases[name] = find_relative_position_bias(graph, path.bias_term, num_heads)
+                    except NotAPositionBias as error:
+                        raise _fail(layer, path.bias_add, f"the scores get an additive term that is not the "
+                                                          f"attention mask, and not a position bias: {error}") from None
+                found = position_biases[name]
+                position_bias = RelativePositionBias(found.table * np.float32(path.bias_scale), found.max_distance)
+            scale = path.scale * q_scale * k_scale
+            matches.append(AttentionMatch(layer, softmax, q, k, v, context, scale, num_heads, position_bias))
         return matches
 
     def run(self, graph: gs.Graph) -> PassReport:
@@ -266,7 +292,9 @@ class FuseAttention(GraphPass):
         tensors = graph.tensors()
         cu_seqlens = tensors.get(ops.CU_SEQLENS) or gs.Variable(ops.CU_SEQLENS, dtype=np.int32)
         token_offset = tensors.get(ops.TOKEN_OFFSET) or gs.Variable(ops.TOKEN_OFFSET, dtype=np.int32)
+        positions = tensors.get(ops.POSITIONS) or gs.Variable(ops.POSITIONS, dtype=np.int32)
         merged: dict[bytes, tuple[gs.Constant, gs.Constant]] = {}
+        bias_tables: dict[bytes, gs.Constant] = {}
         for m in matches:
             # Layers that share weights (ALBERT) share one merged copy, whatever the export named them.
             key = _content_key(m.q, m.k, m.v)
@@ -281,20 +309,26 @@ class FuseAttention(GraphPass):
             weight, bias = merged[key]
             prefix = f"bytetx/attention_{m.layer}"
             qkv = gs.Variable(f"{prefix}/qkv", dtype=m.q.weight.dtype)
+            inputs = [qkv, bias, cu_seqlens, token_offset]
+            attrs = {"num_heads": m.num_heads, "scale": float(m.scale)}
+            described = ""
+            if m.position_bias is not None:
+                table = np.ascontiguousarray(m.position_bias.table.astype(m.q.weight.dtype))
+                table_key = table.tobytes()
+                if table_key not in bias_tables:
+                    bias_tables[table_key] = gs.Constant(f"bytetx_relative_position_bias_{len(bias_tables)}", table)
+                inputs += [positions, bias_tables[table_key]]
+                attrs["relative_position_max_distance"] = m.position_bias.max_distance
+                described = (f", relative position bias ({table.shape[0]} buckets, "
+                             f"max distance {m.position_bias.max_distance})")
             m.context.inputs.clear()
             graph.nodes.append(gs.Node("MatMul", f"{prefix}/QkvMatMul", inputs=[m.q.x, weight], outputs=[qkv]))
             graph.nodes.append(
-                gs.Node(
-                    ops.FUSED_MHA,
-                    f"{prefix}/{ops.FUSED_MHA}",
-                    attrs={"num_heads": m.num_heads, "scale": float(m.scale)},
-                    inputs=[qkv, bias, cu_seqlens, token_offset],
-                    outputs=[m.context],
-                    domain=ops.DOMAIN,
-                )
+                gs.Node(ops.FUSED_MHA, f"{prefix}/{ops.FUSED_MHA}", attrs=attrs, inputs=inputs,
+                        outputs=[m.context], domain=ops.DOMAIN)
             )
             report.add(
                 f"block {m.layer} ({m.softmax.name}): {m.num_heads} heads, head size "
-                f"{m.q.weight.shape[1] // m.num_heads}, scale {m.scale:.6g}"
+                f"{m.q.weight.shape[1] // m.num_heads}, scale {m.scale:.6g}{described}"
             )
         return report

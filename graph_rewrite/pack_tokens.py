@@ -6,7 +6,9 @@ and ``token_offset``. Packing then follows the data in graph order: a node whose
 packed and whose work is per token (MatMul by a weight, elementwise ops with per-feature constants,
 LayerNormalization and reductions over the last axis, FusedMHA) runs on the packed tensors. Where a
 packed tensor meets a node that needs positions (a pooler's Gather, a Shape, a graph output),
-``RebuildPadding`` restores it under its original name, with zeros at the padding.
+``RebuildPadding`` restores it under its original name, with zeros at the padding. Blocks with a
+relative position bias read ``positions``, each packed token's slot in its padded row
+(``token_offset[t] mod S``), computed once with standard ops.
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ class PackTokens(GraphPass):
             )
         )
         report.add(f"RemovePadding after '{embeddings.name}' (mask '{mask.name}')")
+        positions = tensors.get(ops.POSITIONS)
+        if positions is not None:
+            _add_positions(graph, packed_embeddings, token_offset, positions)
+            report.add(f"positions of the packed tokens for {sum(ops.POSITIONS in [t.name for t in b.inputs] for b in blocks)}"
+                       " block(s) with a relative position bias")
 
         packed: dict[str, gs.Variable] = {embeddings.name: packed_embeddings}
         stops: list[str] = []
@@ -130,6 +137,27 @@ class PackTokens(GraphPass):
                 f"got {mask.dtype} {mask.shape}"
             )
         return mask
+
+
+def _add_positions(graph: gs.Graph, packed: gs.Variable, token_offset: gs.Variable, positions: gs.Variable) -> None:
+    """``positions = token_offset.flat[:T] mod S``: token t sits at flat position b * S + s."""
+    prefix = "bytetx/positions"
+
+    def node(op: str, inputs: list[gs.Tensor], dtype, **attrs) -> gs.Variable:
+        output = gs.Variable(f"{prefix}/{op}_{len(graph.nodes)}", dtype)
+        graph.nodes.append(gs.Node(op, f"{prefix}/{op}_{len(graph.nodes)}", attrs=attrs, inputs=inputs, outputs=[output]))
+        return output
+
+    def const(name: str, value: list[int]) -> gs.Constant:
+        return gs.Constant(f"{prefix}/{name}", np.array(value, np.int64))
+
+    flat = node("Reshape", [token_offset, const("flat", [-1])], np.int32)
+    tokens = node("Slice", [node("Shape", [packed], np.int64), const("zero", [0]), const("one", [1])], np.int64)
+    first = node("Slice", [flat, const("start", [0]), tokens], np.int32)
+    length = node("Slice", [node("Shape", [token_offset], np.int64), const("one_", [1]), const("two", [2])], np.int64)
+    graph.nodes.append(gs.Node("Mod", f"{prefix}/Mod", inputs=[first, node("Cast", [length], np.int32, to=6)],
+                               outputs=[positions]))
+    positions.dtype, positions.shape = np.int32, [ops.TOKENS_DIM]
 
 
 def _blocks(graph: gs.Graph) -> list[gs.Node]:

@@ -12,7 +12,8 @@ Replacement (docs/ops.md, "Packed inputs"):
   that restart in every sequence plus the architecture's offset (0 for BERT, ``padding_idx + 1`` for
   RoBERTa), or a constant (RoBERTa's default token type);
 - ``RemovePadding`` disappears: the embeddings are already ``[1, T, H]`` (one squeeze), ``cu_seqlens`` is
-  the input, and the ``[B, S]`` shape that ``FusedMHA`` reads comes from the inputs' shapes;
+  the input, the ``[B, S]`` shape that ``FusedMHA`` reads comes from the inputs' shapes, and the
+  positions of a relative position bias count from each sequence's start;
 - outputs ``last_hidden_state`` ``[T, H]`` (packed) and ``sentence_embedding`` ``[B, H]``: mean or
   first-token pooling per sequence with one MatMul by a ``[B, T]`` weight matrix, then optionally L2
   normalization. Other outputs (a pooler) are dropped.
@@ -137,6 +138,13 @@ class PackedInputs(GraphPass):
                                    outputs=[packed_embeddings]))
         for node in list(remover_cu_seqlens.outputs):
             node.inputs[node.inputs.index(remover_cu_seqlens)] = cu_seqlens
+        positions = graph.tensors().get(ops.POSITIONS)
+        if positions is not None:
+            # Padded positions came from token_offset; packed ones restart in every sequence.
+            positions.inputs.clear()
+            graph.nodes.append(gs.Node("Cast", f"{build.prefix}/Positions", attrs={"to": TensorProto.INT32},
+                                       inputs=[layout.positions], outputs=[positions]))
+            report.add("relative position bias: positions within each sequence")
         batch_by_length = build.op("Concat", [layout.batch, build.op("Shape", [max_seqlen])], axis=0)
         graph.nodes.append(gs.Node("ConstantOfShape", f"{build.prefix}/TokenOffsetShape", inputs=[batch_by_length],
                                    outputs=[token_offset], attrs={"value": gs.Constant("zero", np.zeros(1, np.int32))}))

@@ -71,7 +71,7 @@ class TensorRTFlavour(GraphPass):
                 if added:
                     changes.append(f"size tensor output '{added}'")
             elif is_bytetx(node, ops.FUSED_MHA):
-                _check_qkv_bias(node)
+                _check_fused_mha_inputs(node)
             if changes:
                 report.add(f"{describe(node)}: {', '.join(changes)}")
         return report
@@ -131,7 +131,12 @@ def _add_num_tokens_output(node: gs.Node, names: set[str], index: int) -> str | 
     return name
 
 
-def _check_qkv_bias(node: gs.Node) -> None:
+def _check_fused_mha_inputs(node: gs.Node) -> None:
+    if len(node.inputs) > len(_FUSED_MHA_INPUTS) and node.inputs[4].name:
+        raise RewriteError(
+            f"{describe(node)} has a relative position bias (an MPNet model); the TensorRT plugin does not "
+            "take one yet: run this model with ONNX Runtime"
+        )
     if len(node.inputs) != len(_FUSED_MHA_INPUTS):
         raise RewriteError(
             f"{describe(node)} has {len(node.inputs)} inputs; the op has {len(_FUSED_MHA_INPUTS)} "

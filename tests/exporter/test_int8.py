@@ -19,6 +19,8 @@ import pytest
 from bytetx.exporter import export_to_onnx, load_hf_model
 from bytetx.exporter.int8 import (
     SMOOTHING_SUFFIX,
+    WEIGHT_TYPE_KEY,
+    int8_weight_type,
     onnx_runner,
     quality_check,
     quantize_int8,
@@ -118,7 +120,10 @@ def test_int8_graph_structure(minilm_int8):
     assert len(float_matmuls) == len(result.float32_matmuls) + 1, "and the pooler"
     assert all(initializers[n.input[1]].data_type == onnx.TensorProto.FLOAT for n in float_matmuls)
     weights = [initializers[n.input[1]] for n in model.graph.node if n.op_type == "MatMulInteger"]
-    assert all(w.data_type == onnx.TensorProto.INT8 for w in weights)
+    weight_type = int8_weight_type()
+    expected = {"int8": onnx.TensorProto.INT8, "uint8": onnx.TensorProto.UINT8}[weight_type]
+    assert weights and all(w.data_type == expected for w in weights)
+    assert {p.key: p.value for p in model.metadata_props}[WEIGHT_TYPE_KEY] == weight_type
     assert [i.name for i in model.graph.input] == [i.name for i in rewritten.graph.input]
     assert [o.name for o in model.graph.output] == [o.name for o in rewritten.graph.output]
 
@@ -199,3 +204,18 @@ def test_cli_refuses_below_min_cosine_and_leaves_the_output_untouched(tiny_model
     assert code == 1 and "FAILED" in err and "the model was not written" in err
     assert output.read_bytes() == b"previous model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.onnx"]
+
+
+@pytest.mark.parametrize("machine,flags,expected", [
+    ("x86_64", "fpu avx2 avx512f avx512_vnni", "int8"),
+    ("x86_64", "fpu avx2 avx_vnni", "int8"),
+    ("x86_64", "fpu sse4_2 avx2 fma", "uint8"),
+    ("aarch64", "fp asimd", "int8"),
+])
+def test_weight_type_follows_the_cpu(machine, flags, expected, monkeypatch):
+    import platform
+    from pathlib import Path
+
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert int8_weight_type() == expected

@@ -93,22 +93,6 @@ def test_gpt2_is_refused(tmp_path):
         rewrite_padding_free(onnx.load(str(path)))
 
 
-@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
-def test_a_position_bias_on_the_scores_is_refused_not_dropped(tmp_path, exporter):
-    """MPNet adds a relative position bias, computed from the sequence length, to every layer's scores:
-    fusing past it would silently lose it."""
-    from bytetx.exporter import export_to_onnx, load_hf_model
-    from transformers import MPNetConfig, MPNetModel
-
-    torch.manual_seed(0)
-    MPNetModel(MPNetConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                           intermediate_size=64, max_position_embeddings=40)).save_pretrained(tmp_path)
-    exported = export_to_onnx(load_hf_model(tmp_path), exporter)
-    with pytest.raises(RewriteError, match="attention block 0: .*additive term that does not come from the "
-                                           "attention mask \\(a position bias\\?\\)"):
-        rewrite_padding_free(exported)
-
-
 def test_convolutional_network_is_refused():
     from onnx import TensorProto, helper
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from bytetx.exporter.verify import make_feeds
 from fixtures.masks import make_mask
-from fixtures.tiny_models import TESTED_MODEL_TYPES
+from fixtures.tiny_models import TORCH_MODEL_TYPES
 
 from bytetx import kernels
 from bytetx.torch import UnsupportedEncoderError, padding_free
@@ -53,7 +53,7 @@ def max_diffs(ours, theirs, mask: np.ndarray) -> tuple[float, float, float | Non
     return token, padding, pooled
 
 
-@pytest.mark.parametrize("model_type", TESTED_MODEL_TYPES)
+@pytest.mark.parametrize("model_type", TORCH_MODEL_TYPES)
 def test_matches_hugging_face_on_ragged_batches(model_type, tiny_model_dirs):
     model = load(tiny_model_dirs(model_type))
     wrapped = padding_free(model)
@@ -132,6 +132,11 @@ def test_models_without_an_encoder_structure_are_refused():
         padding_free(model)
 
 
+def test_a_relative_position_bias_is_refused_by_name(tiny_model_dirs):
+    with pytest.raises(UnsupportedEncoderError, match="MPNetModel adds a relative position bias"):
+        padding_free(load(tiny_model_dirs("mpnet")))
+
+
 CUDA_TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 1e-2}
 
 
@@ -153,7 +158,7 @@ def _assert_within_budget(reference, lowp, dtype, cases, label: str) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("model_type", TESTED_MODEL_TYPES)
+@pytest.mark.parametrize("model_type", TORCH_MODEL_TYPES)
 def test_cuda_matches_hugging_face(model_type, dtype, tiny_model_dirs, monkeypatch):
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)

@@ -1,0 +1,121 @@
+"""A relative position bias on the attention scores, recognized by what it computes.
+
+MPNet adds to every layer's scores a term that reads no input values: ``table[bucket(i - j), h]`` for
+query slot ``i`` and key slot ``j`` of the padded row, with T5's bidirectional bucketing. The exports
+write it as a chain of Range, arithmetic, Log and Gather ops that differs between exporters, so rather
+than matching those nodes the term is evaluated with ONNX Runtime at a few sequence lengths and must
+equal a bucketed table exactly; the table is read off the evaluation. FusedMHA then computes the same
+term from the packed tokens' positions (docs/ops.md, "Relative position bias").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+# transformers' MPNetEncoder.compute_position_bias buckets with these, whatever the config says.
+MPNET_NUM_BUCKETS = 32
+MPNET_MAX_DISTANCE = 128
+# The longest length reaches every bucket of MPNet's bucketing (distances from 91 on share the last
+# one); the others check that the term depends on the distance only, not on the length.
+_PROBE_LENGTHS = (100, 37, 1)
+
+
+class NotAPositionBias(ValueError):
+    """The term is not a bucketed relative position bias; the message says why."""
+
+
+@dataclass(frozen=True)
+class RelativePositionBias:
+    """``table[bucket(i - j), h]``, as FusedMHA's inputs 5 and attribute take it."""
+
+    table: np.ndarray  # [num_buckets, heads]
+    max_distance: int
+
+
+def relative_position_bucket(n: np.ndarray, num_buckets: int, max_distance: int) -> np.ndarray:
+    """MPNet's bidirectional T5 bucket of ``n`` = query position - key position, written after
+    transformers' MPNetEncoder.relative_position_bucket (float32 logarithm, truncation)."""
+    n = np.asarray(n, np.int64)
+    half = num_buckets // 2
+    max_exact = half // 2
+    direction = np.where(n < 0, half, 0)
+    distance = np.abs(n)
+    with np.errstate(divide="ignore"):
+        scaled = (np.log(distance.astype(np.float32) / np.float32(max_exact))
+                  / np.float32(np.log(max_distance / max_exact)) * np.float32(half - max_exact))
+    large = np.minimum(max_exact + np.where(distance < max_exact, 0, scaled).astype(np.int64), half - 1)
+    return direction + np.where(distance < max_exact, distance, large)
+
+
+def find_relative_position_bias(graph: gs.Graph, term: gs.Tensor, num_heads: int) -> RelativePositionBias:
+    """The table of ``term`` (a tensor of ``graph`` broadcasting to [B, heads, S, S]) under MPNet's
+    bucketing; NotAPositionBias if the term is anything else."""
+    values = {length: _evaluate(graph, term, length) for length in _PROBE_LENGTHS}
+    for length, value in values.items():
+        if value.shape != (num_heads, length, length):
+            raise NotAPositionBias(f"at sequence length {length} it has shape {list(value.shape)}, "
+                                   f"not [{num_heads}, {length}, {length}] (heads, queries, keys)")
+    longest = max(_PROBE_LENGTHS)
+    buckets = _buckets(longest)
+    table = np.zeros((MPNET_NUM_BUCKETS, num_heads), values[longest].dtype)
+    query, key = np.unravel_index(np.unique(buckets, return_index=True)[1], buckets.shape)
+    table[buckets[query, key]] = values[longest][:, query, key].T
+    for length, value in values.items():
+        expected = table[_buckets(length)].transpose(2, 0, 1)
+        if not np.allclose(value, expected, rtol=1e-6, atol=1e-6 * max(1.0, float(np.abs(table).max()))):
+            raise NotAPositionBias(
+                f"at sequence length {length} it is not a table indexed by MPNet's relative position buckets "
+                f"({MPNET_NUM_BUCKETS} buckets, max distance {MPNET_MAX_DISTANCE})")
+    return RelativePositionBias(table, MPNET_MAX_DISTANCE)
+
+
+def _buckets(length: int) -> np.ndarray:
+    slots = np.arange(length)
+    return relative_position_bucket(slots[:, None] - slots[None, :], MPNET_NUM_BUCKETS, MPNET_MAX_DISTANCE)
+
+
+def _evaluate(graph: gs.Graph, term: gs.Tensor, length: int) -> np.ndarray:
+    """``term`` for one padded row of ``length`` tokens, as [heads, S, S]. The term reads only
+    shapes, so each tensor whose shape it reads becomes an input fed with zeros of its shape at batch
+    1 and sequence ``length`` (the embeddings, whose position table may be shorter, do not run)."""
+    import onnxruntime
+
+    sizes = {}
+    for tensor in graph.inputs:
+        if tensor.shape is not None and len(tensor.shape) == 2:
+            sizes.update({tensor.shape[0]: 1, tensor.shape[1]: length})
+    subgraph = graph.copy()
+    output = subgraph.tensors()[term.name]
+    output.dtype, output.shape = term.dtype or np.float32, None
+    subgraph.outputs = [output]
+    subgraph.cleanup(remove_unused_graph_inputs=True)
+    probes: dict[str, gs.Variable] = {}
+    feeds: dict[str, np.ndarray] = {}
+    for node in [n for n in subgraph.nodes if n.op == "Shape"]:
+        shaped = node.inputs[0]
+        name = f"{shaped.name}/shape_probe"
+        if name not in probes:
+            if shaped.shape is None or any(not isinstance(d, int) and d not in sizes for d in shaped.shape):
+                raise NotAPositionBias(f"it reads the shape of '{shaped.name}', whose dimensions {shaped.shape} "
+                                       "are not the inputs' batch and sequence")
+            feeds[name] = np.zeros([d if isinstance(d, int) else sizes[d] for d in shaped.shape],
+                                   shaped.dtype or np.float32)
+            probes[name] = gs.Variable(name, feeds[name].dtype, shaped.shape)
+        node.inputs[0] = probes[name]
+    subgraph.inputs = list(probes.values())
+    subgraph.cleanup()
+    if any(not t.inputs and not isinstance(t, gs.Constant) and t.name not in probes
+           for node in subgraph.nodes for t in node.inputs if t.name):
+        raise NotAPositionBias("it reads values, not only shapes")
+    try:
+        session = onnxruntime.InferenceSession(gs.export_onnx(subgraph).SerializeToString(),
+                                               providers=["CPUExecutionProvider"])
+        (value,) = session.run(None, feeds)
+    except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own types; the message says enough
+        raise NotAPositionBias(f"ONNX Runtime could not evaluate it at sequence length {length}: {error}") from None
+    while value.ndim > 3 and value.shape[0] == 1:
+        value = value[0]
+    return value
