@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_graphsurgeon as gs
+from onnx import TensorProto
 
 from bytetx import ops
 
@@ -69,8 +70,7 @@ class PackTokens(GraphPass):
         positions = tensors.get(ops.POSITIONS)
         if positions is not None:
             _add_positions(graph, packed_embeddings, token_offset, positions)
-            report.add(f"positions of the packed tokens for {sum(ops.POSITIONS in [t.name for t in b.inputs] for b in blocks)}"
-                       " block(s) with a relative position bias")
+            report.add(f"'{ops.POSITIONS}' for the blocks with a relative position bias")
 
         packed: dict[str, gs.Variable] = {embeddings.name: packed_embeddings}
         stops: list[str] = []
@@ -148,14 +148,12 @@ def _add_positions(graph: gs.Graph, packed: gs.Variable, token_offset: gs.Variab
         graph.nodes.append(gs.Node(op, f"{prefix}/{op}_{len(graph.nodes)}", attrs=attrs, inputs=inputs, outputs=[output]))
         return output
 
-    def const(name: str, value: list[int]) -> gs.Constant:
-        return gs.Constant(f"{prefix}/{name}", np.array(value, np.int64))
-
-    flat = node("Reshape", [token_offset, const("flat", [-1])], np.int32)
-    tokens = node("Slice", [node("Shape", [packed], np.int64), const("zero", [0]), const("one", [1])], np.int64)
-    first = node("Slice", [flat, const("start", [0]), tokens], np.int32)
-    length = node("Slice", [node("Shape", [token_offset], np.int64), const("one_", [1]), const("two", [2])], np.int64)
-    graph.nodes.append(gs.Node("Mod", f"{prefix}/Mod", inputs=[first, node("Cast", [length], np.int32, to=6)],
+    zero, one, two, flat_shape = (gs.Constant(f"{prefix}/{value}", np.array([value], np.int64)) for value in (0, 1, 2, -1))
+    flat = node("Reshape", [token_offset, flat_shape], np.int32)
+    tokens = node("Slice", [node("Shape", [packed], np.int64), zero, one], np.int64)
+    first = node("Slice", [flat, zero, tokens], np.int32)
+    length = node("Slice", [node("Shape", [token_offset], np.int64), one, two], np.int64)
+    graph.nodes.append(gs.Node("Mod", f"{prefix}/Mod", inputs=[first, node("Cast", [length], np.int32, to=TensorProto.INT32)],
                                outputs=[positions]))
     positions.dtype, positions.shape = np.int32, [ops.TOKENS_DIM]
 
