@@ -10,6 +10,7 @@ term from the packed tokens' positions (docs/ops.md, "Relative position bias").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +54,8 @@ def relative_position_bucket(n: np.ndarray, num_buckets: int, max_distance: int)
 def find_relative_position_bias(graph: gs.Graph, term: gs.Tensor, num_heads: int) -> RelativePositionBias:
     """The table of ``term`` (a tensor of ``graph`` broadcasting to [B, heads, S, S]) under MPNet's
     bucketing; NotAPositionBias if the term is anything else."""
-    values = {length: _evaluate(graph, term, length) for length in _PROBE_LENGTHS}
+    evaluate = _term_evaluator(graph, term)
+    values = {length: evaluate(length) for length in _PROBE_LENGTHS}
     for length, value in values.items():
         if value.shape != (num_heads, length, length):
             raise NotAPositionBias(f"at sequence length {length} it has shape {list(value.shape)}, "
@@ -77,33 +79,28 @@ def _buckets(length: int) -> np.ndarray:
     return relative_position_bucket(slots[:, None] - slots[None, :], MPNET_NUM_BUCKETS, MPNET_MAX_DISTANCE)
 
 
-def _evaluate(graph: gs.Graph, term: gs.Tensor, length: int) -> np.ndarray:
-    """``term`` for one padded row of ``length`` tokens, as [heads, S, S]. The term reads only
-    shapes, so each tensor whose shape it reads becomes an input fed with zeros of its shape at batch
-    1 and sequence ``length`` (the embeddings, whose position table may be shorter, do not run)."""
+def _term_evaluator(graph: gs.Graph, term: gs.Tensor) -> Callable[[int], np.ndarray]:
+    """``term`` for one padded row of a given length, as [heads, S, S], from one session. The term
+    reads only shapes, so each tensor whose shape it reads becomes an input fed with zeros of its shape
+    at batch 1 and that length (the embeddings, whose position table may be shorter, do not run)."""
     import onnxruntime
 
-    sizes = {}
-    for tensor in graph.inputs:
-        if tensor.shape is not None and len(tensor.shape) == 2:
-            sizes.update({tensor.shape[0]: 1, tensor.shape[1]: length})
     subgraph = graph.copy()
     output = subgraph.tensors()[term.name]
     output.dtype, output.shape = term.dtype or np.float32, None
     subgraph.outputs = [output]
     subgraph.cleanup(remove_unused_graph_inputs=True)
+    dims = {d: i for tensor in graph.inputs if tensor.shape is not None and len(tensor.shape) == 2
+            for i, d in enumerate(tensor.shape)}  # batch -> 0, sequence -> 1
     probes: dict[str, gs.Variable] = {}
-    feeds: dict[str, np.ndarray] = {}
     for node in [n for n in subgraph.nodes if n.op == "Shape"]:
         shaped = node.inputs[0]
         name = f"{shaped.name}/shape_probe"
         if name not in probes:
-            if shaped.shape is None or any(not isinstance(d, int) and d not in sizes for d in shaped.shape):
+            if shaped.shape is None or any(not isinstance(d, int) and d not in dims for d in shaped.shape):
                 raise NotAPositionBias(f"it reads the shape of '{shaped.name}', whose dimensions {shaped.shape} "
                                        "are not the inputs' batch and sequence")
-            feeds[name] = np.zeros([d if isinstance(d, int) else sizes[d] for d in shaped.shape],
-                                   shaped.dtype or np.float32)
-            probes[name] = gs.Variable(name, feeds[name].dtype, shaped.shape)
+            probes[name] = gs.Variable(name, shaped.dtype or np.float32, shaped.shape)
         node.inputs[0] = probes[name]
     subgraph.inputs = list(probes.values())
     subgraph.cleanup()
@@ -113,9 +110,19 @@ def _evaluate(graph: gs.Graph, term: gs.Tensor, length: int) -> np.ndarray:
     try:
         session = onnxruntime.InferenceSession(gs.export_onnx(subgraph).SerializeToString(),
                                                providers=["CPUExecutionProvider"])
-        (value,) = session.run(None, feeds)
     except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own types; the message says enough
-        raise NotAPositionBias(f"ONNX Runtime could not evaluate it at sequence length {length}: {error}") from None
-    while value.ndim > 3 and value.shape[0] == 1:
-        value = value[0]
-    return value
+        raise NotAPositionBias(f"ONNX Runtime could not load it: {error}") from None
+
+    def evaluate(length: int) -> np.ndarray:
+        sizes = (1, length)
+        feeds = {name: np.zeros([d if isinstance(d, int) else sizes[dims[d]] for d in probe.shape], probe.dtype)
+                 for name, probe in probes.items()}
+        try:
+            (value,) = session.run(None, feeds)
+        except Exception as error:  # noqa: BLE001 - as above
+            raise NotAPositionBias(f"ONNX Runtime could not evaluate it at sequence length {length}: {error}") from None
+        while value.ndim > 3 and value.shape[0] == 1:
+            value = value[0]
+        return value
+
+    return evaluate
