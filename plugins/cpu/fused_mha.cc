@@ -1,175 +1,35 @@
 #include "cpu/fused_mha.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 namespace bytetx::cpu {
 namespace {
 
-// The hot loops use GCC vector types of 16 floats: each target clone lowers them to what the CPU
-// has (one zmm, two ymm or four xmm registers), picked at load time rather than by -march.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define BYTETX_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define BYTETX_TARGET_CLONES
-#endif
 #define BYTETX_ALWAYS_INLINE inline __attribute__((always_inline))
 // Vectors cross only always-inline helpers of this file, never an ABI boundary, so GCC's note that
 // their calling convention differs between ISAs does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-constexpr int64_t kLanes = 16;
-typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
-typedef int32_t IntVec __attribute__((vector_size(kLanes * sizeof(int32_t))));
-typedef uint32_t UintVec __attribute__((vector_size(kLanes * sizeof(uint32_t))));
-
-// The register tile of the matrix products: kTileRows query rows x kTileVectors vectors of
-// columns. 8 x 2 keeps 16 accumulators and two rows of the right operand in registers, so each step
-// of the depth loop issues 16 FMAs for 10 loads and broadcasts: arithmetic-bound on AVX-512.
-constexpr int kTileRows = 8;
-constexpr int kTileVectors = 2;
+// Floats per 64-byte cache line.
+constexpr int64_t kLineFloats = 16;
 // Query rows whose scores are held at once: a block's scores stay in L2 for the P * V product.
 constexpr int64_t kBlockRows = 64;
 // Fewer (sequence, head) pairs than this are split into row ranges so that small batches keep every
 // thread busy; larger batches give each task a whole head, so K and V are gathered once per head.
 constexpr int64_t kMinTasks = 32;
 
-BYTETX_ALWAYS_INLINE Vec Load(const float* src) {
-  Vec v;
-  std::memcpy(&v, src, sizeof(v));
-  return v;
-}
-
-BYTETX_ALWAYS_INLINE void Store(float* dst, const Vec& v) { std::memcpy(dst, &v, sizeof(v)); }
-
-BYTETX_ALWAYS_INLINE Vec Splat(float x) { return Vec{} + x; }
-
 int64_t RoundUp(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
-// Row stride for rows of `padded` floats (a multiple of kLanes): an odd number of 64-byte lines, so
-// walking down a column visits every L1 set instead of the few a power-of-two stride would.
-int64_t RowStride(int64_t padded) { return padded / kLanes % 2 == 0 ? padded + kLanes : padded; }
-
-// exp(x) = 2^n * exp(r) with n = round(x / ln 2) and |r| <= ln(2) / 2, where the degree-7 Taylor
-// polynomial of exp(r) is accurate to ~1e-8 relative. Inputs below -87 give 0: softmax weights
-// that small (relative to the row maximum) are below float's normal range anyway.
-BYTETX_ALWAYS_INLINE Vec Exp(const Vec& in) {
-  constexpr float kMin = -87.0f;
-  constexpr float kMax = 88.0f;
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693145751953125f;  // ln 2 split so that n * kLn2Hi is exact
-  constexpr float kLn2Lo = 1.42860682030941723e-6f;
-  constexpr float kRoundMagic = 12582912.0f;    // 1.5 * 2^23: adding it rounds to an integer
-  const auto underflow = in < Splat(kMin);
-  Vec x = underflow ? Splat(kMin) : in;
-  x = x > Splat(kMax) ? Splat(kMax) : x;
-  const Vec n = (x * kLog2e + kRoundMagic) - kRoundMagic;
-  const Vec r = (x - n * kLn2Hi) - n * kLn2Lo;
-  Vec poly = Splat(1.0f / 5040);
-  poly = poly * r + 1.0f / 720;
-  poly = poly * r + 1.0f / 120;
-  poly = poly * r + 1.0f / 24;
-  poly = poly * r + 1.0f / 6;
-  poly = poly * r + 0.5f;
-  poly = poly * r + 1.0f;
-  poly = poly * r + 1.0f;
-  // n + 127 lies in [1, 254], a valid biased exponent, so this is exactly 2^n.
-  const UintVec exponent = (UintVec)(__builtin_convertvector(n, IntVec) + 127) << 23;
-  return underflow ? Splat(0.0f) : poly * (Vec)exponent;
-}
-
-// c[i, j .. j + 16 * V) = sum_k a[i, k] * b[k, j .. j + 16 * V) for the R rows i of one tile. Every
-// element goes through the same operations in the same order whatever R and V are, so tiling never
-// changes results.
-template <int R, int V>
-BYTETX_ALWAYS_INLINE void GemmTile(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t depth,
-                                   float* c, int64_t ldc) {
-  Vec acc[R][V] = {};
-  for (int64_t k = 0; k < depth; ++k) {
-    Vec bk[V];
-    for (int v = 0; v < V; ++v) {
-      bk[v] = Load(b + k * ldb + v * kLanes);
-    }
-    for (int r = 0; r < R; ++r) {
-      const float ar = a[r * lda + k];
-      for (int v = 0; v < V; ++v) {
-        acc[r][v] += ar * bk[v];
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < V; ++v) {
-      Store(c + r * ldc + v * kLanes, acc[r][v]);
-    }
-  }
-}
-
-// All rows of one strip of V vectors of columns: full tiles of kTileRows, then the remaining rows.
-template <int V>
-BYTETX_ALWAYS_INLINE void GemmStrip(int64_t rows, int64_t depth, const float* a, int64_t lda, const float* b,
-                                    int64_t ldb, float* c, int64_t ldc) {
-  int64_t i = 0;
-  for (; i + kTileRows <= rows; i += kTileRows) {
-    GemmTile<kTileRows, V>(a + i * lda, lda, b, ldb, depth, c + i * ldc, ldc);
-  }
-  const float* a_rest = a + i * lda;
-  float* c_rest = c + i * ldc;
-  switch (rows - i) {
-    case 7: GemmTile<7, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
-    case 6: GemmTile<6, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
-    case 5: GemmTile<5, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
-    case 4: GemmTile<4, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
-    case 3: GemmTile<3, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
-    case 2: GemmTile<2, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
-    case 1: GemmTile<1, V>(a_rest, lda, b, ldb, depth, c_rest, ldc); break;
-    default: break;
-  }
-}
-
-// c[rows, cols] = a[rows, depth] * b[depth, cols], row-major with leading dimensions; cols is a
-// multiple of kLanes. Column strips outermost so each strip of b stays in L1 across all rows.
-BYTETX_TARGET_CLONES
-void Gemm(int64_t rows, int64_t cols, int64_t depth, const float* a, int64_t lda, const float* b, int64_t ldb,
-          float* c, int64_t ldc) {
-  constexpr int64_t kStrip = kTileVectors * kLanes;
-  int64_t j = 0;
-  for (; j + kStrip <= cols; j += kStrip) {
-    GemmStrip<kTileVectors>(rows, depth, a, lda, b + j, ldb, c + j, ldc);
-  }
-  for (; j < cols; j += kLanes) {
-    GemmStrip<1>(rows, depth, a, lda, b + j, ldb, c + j, ldc);
-  }
-}
-
-// Replaces scores[0, len) by exp(score - max) and scores[len, padded_len) by 0; returns their sum.
-// padded_len is a multiple of kLanes and len >= 1.
-BYTETX_TARGET_CLONES
-float SoftmaxNumerator(float* scores, int64_t len, int64_t padded_len) {
-  for (int64_t j = len; j < padded_len; ++j) {
-    scores[j] = -std::numeric_limits<float>::infinity();
-  }
-  Vec max = Load(scores);
-  for (int64_t j = kLanes; j < padded_len; j += kLanes) {
-    const Vec s = Load(scores + j);
-    max = s > max ? s : max;
-  }
-  float row_max = max[0];
-  for (int lane = 1; lane < kLanes; ++lane) {
-    row_max = max[lane] > row_max ? max[lane] : row_max;
-  }
-  Vec sum = {};
-  for (int64_t j = 0; j < padded_len; j += kLanes) {
-    const Vec e = Exp(Load(scores + j) - row_max);
-    Store(scores + j, e);
-    sum += e;
-  }
-  float row_sum = 0.0f;
-  for (int lane = 0; lane < kLanes; ++lane) {
-    row_sum += sum[lane];
-  }
-  return row_sum;
+// Row stride for rows of `padded` floats: an odd number of cache lines, so walking down a column
+// visits every L1 set instead of the few a power-of-two stride would.
+int64_t RowStride(int64_t padded) {
+  const int64_t lines = (padded + kLineFloats - 1) / kLineFloats;
+  return (lines % 2 == 0 ? lines + 1 : lines) * kLineFloats;
 }
 
 // The relative position bias of each head by key - query distance k in [-reach, reach]: entry
@@ -281,76 +141,287 @@ Scratch& ThreadScratch() {
   return scratch;
 }
 
-BYTETX_TARGET_CLONES
-void RunTask(const FusedMHAParams& p, const OffsetBias& offsets, const Task& task) {
-  const int64_t d = p.dims.head_size;
-  const int64_t hidden = p.num_heads * d;
-  const int64_t first = p.cu_seqlens[task.sequence];
-  const int64_t len = p.cu_seqlens[task.sequence + 1] - first;
-  const int64_t block_rows = std::min(kBlockRows, task.row_end - task.row_begin);
-  const int64_t padded_len = RoundUp(len, kLanes);
-  const int64_t padded_d = RoundUp(d, kLanes);
-  const int64_t len_stride = RowStride(padded_len);
-  const int64_t d_stride = RowStride(padded_d);
-  const float* bias_q = p.qkv_bias + task.head * d;
-  const float* bias_k = bias_q + hidden;
-  const float* bias_v = bias_k + hidden;
-  const float* seq_q = p.qkv + first * 3 * hidden + task.head * d;
+// The vector code, for registers of Lanes floats (16: AVX-512, 8: AVX2, 4: SSE2 and NEON) and
+// register tiles of TileRows x 2 vectors. Each ISA gets vectors its registers hold: GCC lowers a vector
+// wider than the registers element by element through the stack, many times slower.
+template <int Lanes>
+struct VectorTypes;
 
-  Scratch& s = ThreadScratch();
-  float* q = Scratch::Grow(s.q, block_rows * d);
-  float* k_t = Scratch::Grow(s.k_t, d * len_stride);
-  float* v = Scratch::Grow(s.v, len * d_stride);
-  float* scores = Scratch::Grow(s.scores, block_rows * len_stride);
-  float* out = Scratch::Grow(s.out, block_rows * d_stride);
-  float* sums = Scratch::Grow(s.sums, block_rows);
+// GCC drops vector_size from a typedef that depends on a template parameter, so each width is
+// spelled out.
+#define BYTETX_VECTOR_TYPES(lanes)                                                  \
+  template <>                                                                       \
+  struct VectorTypes<lanes> {                                                       \
+    typedef float Float __attribute__((vector_size(lanes * sizeof(float))));       \
+    typedef int32_t Int __attribute__((vector_size(lanes * sizeof(int32_t))));     \
+    typedef uint32_t Uint __attribute__((vector_size(lanes * sizeof(uint32_t))));  \
+  };
+BYTETX_VECTOR_TYPES(16)
+BYTETX_VECTOR_TYPES(8)
+BYTETX_VECTOR_TYPES(4)
+#undef BYTETX_VECTOR_TYPES
 
-  for (int64_t j = 0; j < len; ++j) {
-    const float* src_k = seq_q + j * 3 * hidden + hidden;
-    const float* src_v = src_k + hidden;
+template <int Lanes, int TileRows>
+struct VectorKernels {
+  using Vec = typename VectorTypes<Lanes>::Float;
+  using IntVec = typename VectorTypes<Lanes>::Int;
+  using UintVec = typename VectorTypes<Lanes>::Uint;
+  static constexpr int64_t kLanes = Lanes;
+  static constexpr int kTileVectors = 2;
+
+  static BYTETX_ALWAYS_INLINE Vec Load(const float* src) {
+    Vec v;
+    std::memcpy(&v, src, sizeof(v));
+    return v;
+  }
+
+  static BYTETX_ALWAYS_INLINE void Store(float* dst, const Vec& v) { std::memcpy(dst, &v, sizeof(v)); }
+
+  static BYTETX_ALWAYS_INLINE Vec Splat(float x) { return Vec{} + x; }
+
+  // exp(x) = 2^n * exp(r) with n = round(x / ln 2) and |r| <= ln(2) / 2, where the degree-7 Taylor
+  // polynomial of exp(r) is accurate to ~1e-8 relative. Inputs below -87 give 0: softmax weights
+  // that small (relative to the row maximum) are below float's normal range anyway.
+  static BYTETX_ALWAYS_INLINE Vec Exp(const Vec& in) {
+    constexpr float kMin = -87.0f;
+    constexpr float kMax = 88.0f;
+    constexpr float kLog2e = 1.44269504088896341f;
+    constexpr float kLn2Hi = 0.693145751953125f;  // ln 2 split so that n * kLn2Hi is exact
+    constexpr float kLn2Lo = 1.42860682030941723e-6f;
+    constexpr float kRoundMagic = 12582912.0f;    // 1.5 * 2^23: adding it rounds to an integer
+    const auto underflow = in < Splat(kMin);
+    Vec x = underflow ? Splat(kMin) : in;
+    x = x > Splat(kMax) ? Splat(kMax) : x;
+    const Vec n = (x * kLog2e + kRoundMagic) - kRoundMagic;
+    const Vec r = (x - n * kLn2Hi) - n * kLn2Lo;
+    Vec poly = Splat(1.0f / 5040);
+    poly = poly * r + 1.0f / 720;
+    poly = poly * r + 1.0f / 120;
+    poly = poly * r + 1.0f / 24;
+    poly = poly * r + 1.0f / 6;
+    poly = poly * r + 0.5f;
+    poly = poly * r + 1.0f;
+    poly = poly * r + 1.0f;
+    // n + 127 lies in [1, 254], a valid biased exponent, so this is exactly 2^n.
+    const UintVec exponent = (UintVec)(__builtin_convertvector(n, IntVec) + 127) << 23;
+    return underflow ? Splat(0.0f) : poly * (Vec)exponent;
+  }
+
+  // c[i, j .. j + Lanes * V) = sum_k a[i, k] * b[k, j .. j + Lanes * V) for the R rows i of one tile.
+  // Every element goes through the same operations in the same order whatever R and V are, so tiling
+  // never changes results.
+  template <int R, int V>
+  static BYTETX_ALWAYS_INLINE void GemmTile(const float* a, int64_t lda, const float* b, int64_t ldb,
+                                            int64_t depth, float* c, int64_t ldc) {
+    Vec acc[R][V] = {};
+    for (int64_t k = 0; k < depth; ++k) {
+      Vec bk[V];
+      for (int v = 0; v < V; ++v) {
+        bk[v] = Load(b + k * ldb + v * kLanes);
+      }
+      for (int r = 0; r < R; ++r) {
+        const float ar = a[r * lda + k];
+        for (int v = 0; v < V; ++v) {
+          acc[r][v] += ar * bk[v];
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int v = 0; v < V; ++v) {
+        Store(c + r * ldc + v * kLanes, acc[r][v]);
+      }
+    }
+  }
+
+  // The last rows (fewer than TileRows) of a strip: one tile of exactly that many rows.
+  template <int R, int V>
+  static BYTETX_ALWAYS_INLINE void GemmRest(int64_t rows, int64_t depth, const float* a, int64_t lda,
+                                            const float* b, int64_t ldb, float* c, int64_t ldc) {
+    if constexpr (R > 0) {
+      if (rows == R) {
+        GemmTile<R, V>(a, lda, b, ldb, depth, c, ldc);
+      } else {
+        GemmRest<R - 1, V>(rows, depth, a, lda, b, ldb, c, ldc);
+      }
+    }
+  }
+
+  // All rows of one strip of V vectors of columns: full tiles of TileRows, then the remaining rows.
+  template <int V>
+  static BYTETX_ALWAYS_INLINE void GemmStrip(int64_t rows, int64_t depth, const float* a, int64_t lda,
+                                             const float* b, int64_t ldb, float* c, int64_t ldc) {
+    int64_t i = 0;
+    for (; i + TileRows <= rows; i += TileRows) {
+      GemmTile<TileRows, V>(a + i * lda, lda, b, ldb, depth, c + i * ldc, ldc);
+    }
+    GemmRest<TileRows - 1, V>(rows - i, depth, a + i * lda, lda, b, ldb, c + i * ldc, ldc);
+  }
+
+  // c[rows, cols] = a[rows, depth] * b[depth, cols], row-major with leading dimensions; cols is a
+  // multiple of kLanes. Column strips outermost so each strip of b stays in L1 across all rows.
+  static BYTETX_ALWAYS_INLINE void Gemm(int64_t rows, int64_t cols, int64_t depth, const float* a, int64_t lda,
+                                        const float* b, int64_t ldb, float* c, int64_t ldc) {
+    constexpr int64_t kStrip = kTileVectors * kLanes;
+    int64_t j = 0;
+    for (; j + kStrip <= cols; j += kStrip) {
+      GemmStrip<kTileVectors>(rows, depth, a, lda, b + j, ldb, c + j, ldc);
+    }
+    for (; j < cols; j += kLanes) {
+      GemmStrip<1>(rows, depth, a, lda, b + j, ldb, c + j, ldc);
+    }
+  }
+
+  // Replaces scores[0, len) by exp(score - max) and scores[len, padded_len) by 0; returns their sum.
+  // padded_len is a multiple of kLanes and len >= 1.
+  static BYTETX_ALWAYS_INLINE float SoftmaxNumerator(float* scores, int64_t len, int64_t padded_len) {
+    for (int64_t j = len; j < padded_len; ++j) {
+      scores[j] = -std::numeric_limits<float>::infinity();
+    }
+    Vec max = Load(scores);
+    for (int64_t j = kLanes; j < padded_len; j += kLanes) {
+      const Vec s = Load(scores + j);
+      max = s > max ? s : max;
+    }
+    float row_max = max[0];
+    for (int lane = 1; lane < kLanes; ++lane) {
+      row_max = max[lane] > row_max ? max[lane] : row_max;
+    }
+    Vec sum = {};
+    for (int64_t j = 0; j < padded_len; j += kLanes) {
+      const Vec e = Exp(Load(scores + j) - row_max);
+      Store(scores + j, e);
+      sum += e;
+    }
+    float row_sum = 0.0f;
+    for (int lane = 0; lane < kLanes; ++lane) {
+      row_sum += sum[lane];
+    }
+    return row_sum;
+  }
+
+  static BYTETX_ALWAYS_INLINE void RunTask(const FusedMHAParams& p, const OffsetBias& offsets, const Task& task) {
+    const int64_t d = p.dims.head_size;
+    const int64_t hidden = p.num_heads * d;
+    const int64_t first = p.cu_seqlens[task.sequence];
+    const int64_t len = p.cu_seqlens[task.sequence + 1] - first;
+    const int64_t block_rows = std::min(kBlockRows, task.row_end - task.row_begin);
+    const int64_t padded_len = RoundUp(len, kLanes);
+    const int64_t padded_d = RoundUp(d, kLanes);
+    const int64_t len_stride = RowStride(padded_len);
+    const int64_t d_stride = RowStride(padded_d);
+    const float* bias_q = p.qkv_bias + task.head * d;
+    const float* bias_k = bias_q + hidden;
+    const float* bias_v = bias_k + hidden;
+    const float* seq_q = p.qkv + first * 3 * hidden + task.head * d;
+
+    Scratch& s = ThreadScratch();
+    float* q = Scratch::Grow(s.q, block_rows * d);
+    float* k_t = Scratch::Grow(s.k_t, d * len_stride);
+    float* v = Scratch::Grow(s.v, len * d_stride);
+    float* scores = Scratch::Grow(s.scores, block_rows * len_stride);
+    float* out = Scratch::Grow(s.out, block_rows * d_stride);
+    float* sums = Scratch::Grow(s.sums, block_rows);
+
+    for (int64_t j = 0; j < len; ++j) {
+      const float* src_k = seq_q + j * 3 * hidden + hidden;
+      const float* src_v = src_k + hidden;
+      for (int64_t c = 0; c < d; ++c) {
+        k_t[c * len_stride + j] = src_k[c] + bias_k[c];
+        v[j * d_stride + c] = src_v[c] + bias_v[c];
+      }
+      std::fill(v + j * d_stride + d, v + j * d_stride + padded_d, 0.0f);
+    }
     for (int64_t c = 0; c < d; ++c) {
-      k_t[c * len_stride + j] = src_k[c] + bias_k[c];
-      v[j * d_stride + c] = src_v[c] + bias_v[c];
+      std::fill(k_t + c * len_stride + len, k_t + c * len_stride + padded_len, 0.0f);
     }
-    std::fill(v + j * d_stride + d, v + j * d_stride + padded_d, 0.0f);
-  }
-  for (int64_t c = 0; c < d; ++c) {
-    std::fill(k_t + c * len_stride + len, k_t + c * len_stride + padded_len, 0.0f);
-  }
-  const int32_t* positions = p.dims.num_buckets > 0 ? p.positions + first : nullptr;
-  bool consecutive = true;
-  for (int64_t j = 1; positions != nullptr && j < len; ++j) {
-    consecutive = consecutive && positions[j] == static_cast<int64_t>(positions[0]) + j;
-  }
+    const int32_t* positions = p.dims.num_buckets > 0 ? p.positions + first : nullptr;
+    bool consecutive = true;
+    for (int64_t j = 1; positions != nullptr && j < len; ++j) {
+      consecutive = consecutive && positions[j] == static_cast<int64_t>(positions[0]) + j;
+    }
 
-  for (int64_t row_begin = task.row_begin; row_begin < task.row_end; row_begin += block_rows) {
-    const int64_t rows = std::min(block_rows, task.row_end - row_begin);
-    for (int64_t i = 0; i < rows; ++i) {
-      const float* src = seq_q + (row_begin + i) * 3 * hidden;
-      for (int64_t c = 0; c < d; ++c) {
-        q[i * d + c] = (src[c] + bias_q[c]) * p.scale;
+    for (int64_t row_begin = task.row_begin; row_begin < task.row_end; row_begin += block_rows) {
+      const int64_t rows = std::min(block_rows, task.row_end - row_begin);
+      for (int64_t i = 0; i < rows; ++i) {
+        const float* src = seq_q + (row_begin + i) * 3 * hidden;
+        for (int64_t c = 0; c < d; ++c) {
+          q[i * d + c] = (src[c] + bias_q[c]) * p.scale;
+        }
       }
-    }
-    Gemm(rows, padded_len, d, q, d, k_t, len_stride, scores, len_stride);
-    for (int64_t i = 0; positions != nullptr && i < rows; ++i) {
-      AddOffsetBias(p, offsets, task.head, positions, consecutive, row_begin + i, len, scores + i * len_stride);
-    }
-    for (int64_t i = 0; i < rows; ++i) {
-      sums[i] = SoftmaxNumerator(scores + i * len_stride, len, padded_len);
-    }
-    Gemm(rows, padded_d, len, scores, len_stride, v, d_stride, out, d_stride);
-    for (int64_t i = 0; i < rows; ++i) {
-      float* dst = p.context + (first + row_begin + i) * hidden + task.head * d;
-      for (int64_t c = 0; c < d; ++c) {
-        dst[c] = out[i * d_stride + c] / sums[i];
+      Gemm(rows, padded_len, d, q, d, k_t, len_stride, scores, len_stride);
+      for (int64_t i = 0; positions != nullptr && i < rows; ++i) {
+        AddOffsetBias(p, offsets, task.head, positions, consecutive, row_begin + i, len, scores + i * len_stride);
+      }
+      for (int64_t i = 0; i < rows; ++i) {
+        sums[i] = SoftmaxNumerator(scores + i * len_stride, len, padded_len);
+      }
+      Gemm(rows, padded_d, len, scores, len_stride, v, d_stride, out, d_stride);
+      for (int64_t i = 0; i < rows; ++i) {
+        float* dst = p.context + (first + row_begin + i) * hidden + task.head * d;
+        for (int64_t c = 0; c < d; ++c) {
+          dst[c] = out[i * d_stride + c] / sums[i];
+        }
       }
     }
   }
+};
+
+using RunTaskFn = void (*)(const FusedMHAParams& p, const OffsetBias& offsets, const Task& task);
+
+// One entry point per ISA, each compiled for it; always-inline code takes the ISA of its caller.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define BYTETX_X86_ISAS 1
+__attribute__((target("arch=x86-64-v4"))) void RunTaskAvx512(const FusedMHAParams& p, const OffsetBias& offsets,
+                                                              const Task& task) {
+  VectorKernels<16, 8>::RunTask(p, offsets, task);  // 8 x 2 zmm accumulators of 32 registers
+}
+
+__attribute__((target("arch=x86-64-v3"))) void RunTaskAvx2(const FusedMHAParams& p, const OffsetBias& offsets,
+                                                            const Task& task) {
+  VectorKernels<8, 6>::RunTask(p, offsets, task);  // 6 x 2 ymm accumulators of 16 registers
+}
+#endif
+
+void RunTaskBaseline(const FusedMHAParams& p, const OffsetBias& offsets, const Task& task) {
+  VectorKernels<4, 6>::RunTask(p, offsets, task);
+}
+
+// The ISA the CPU has, or the one BYTETX_CPU_ISA names (to compare paths, or avoid one).
+struct IsaChoice {
+  RunTaskFn run_task = nullptr;
+  std::string error;
+};
+
+IsaChoice ChooseIsa() {
+  const char* requested = std::getenv("BYTETX_CPU_ISA");
+  const std::string name = requested != nullptr ? requested : "";
+#ifdef BYTETX_X86_ISAS
+  __builtin_cpu_init();
+  const bool has_avx512 = __builtin_cpu_supports("x86-64-v4");
+  const bool has_avx2 = __builtin_cpu_supports("x86-64-v3");
+  if (name.empty()) {
+    return {has_avx512 ? &RunTaskAvx512 : has_avx2 ? &RunTaskAvx2 : &RunTaskBaseline, ""};
+  }
+  if (name == "x86-64-v4" || name == "x86-64-v3") {
+    if (!(name == "x86-64-v4" ? has_avx512 : has_avx2)) {
+      return {nullptr, StrCat("BYTETX_CPU_ISA=", name, " but this CPU does not support ", name)};
+    }
+    return {name == "x86-64-v4" ? &RunTaskAvx512 : &RunTaskAvx2, ""};
+  }
+#endif
+  if (name.empty() || name == "baseline") {
+    return {&RunTaskBaseline, ""};
+  }
+  return {nullptr, StrCat("BYTETX_CPU_ISA=", name, " is not one of x86-64-v4, x86-64-v3, baseline")};
 }
 
 }  // namespace
 
 Status RunFusedMHA(const FusedMHAParams& p, const ParallelFor& parallel_for) {
+  static const IsaChoice isa = ChooseIsa();
+  if (isa.run_task == nullptr) {
+    return Status::Invalid(isa.error);
+  }
   if (p.dims.num_tokens == 0 || p.dims.head_size == 0) {
     return Status::Ok();
   }
@@ -376,7 +447,7 @@ Status RunFusedMHA(const FusedMHAParams& p, const ParallelFor& parallel_for) {
     }
   }
   const OffsetBias offsets = BuildOffsetBias(p);
-  return parallel_for(tasks.size(), [&](size_t index) { RunTask(p, offsets, tasks[index]); });
+  return parallel_for(tasks.size(), [&](size_t index) { isa.run_task(p, offsets, tasks[index]); });
 }
 
 }  // namespace bytetx::cpu
