@@ -393,26 +393,34 @@ struct IsaChoice {
 };
 
 IsaChoice ChooseIsa() {
-  const char* requested = std::getenv("BYTETX_CPU_ISA");
-  const std::string name = requested != nullptr ? requested : "";
+  struct Build {
+    const char* name;
+    bool supported;
+    RunTaskFn run_task;
+  };
 #ifdef BYTETX_X86_ISAS
   __builtin_cpu_init();
-  const bool has_avx512 = __builtin_cpu_supports("x86-64-v4");
-  const bool has_avx2 = __builtin_cpu_supports("x86-64-v3");
-  if (name.empty()) {
-    return {has_avx512 ? &RunTaskAvx512 : has_avx2 ? &RunTaskAvx2 : &RunTaskBaseline, ""};
-  }
-  if (name == "x86-64-v4" || name == "x86-64-v3") {
-    if (!(name == "x86-64-v4" ? has_avx512 : has_avx2)) {
-      return {nullptr, StrCat("BYTETX_CPU_ISA=", name, " but this CPU does not support ", name)};
-    }
-    return {name == "x86-64-v4" ? &RunTaskAvx512 : &RunTaskAvx2, ""};
-  }
 #endif
-  if (name.empty() || name == "baseline") {
-    return {&RunTaskBaseline, ""};
+  const Build builds[] = {  // best first
+#ifdef BYTETX_X86_ISAS
+      {"x86-64-v4", __builtin_cpu_supports("x86-64-v4") != 0, &RunTaskAvx512},
+      {"x86-64-v3", __builtin_cpu_supports("x86-64-v3") != 0, &RunTaskAvx2},
+#endif
+      {"baseline", true, &RunTaskBaseline},
+  };
+  const char* requested = std::getenv("BYTETX_CPU_ISA");
+  const std::string name = requested != nullptr ? requested : "";
+  std::string names;
+  for (const Build& build : builds) {
+    if (name.empty() ? build.supported : name == build.name) {
+      if (!build.supported) {
+        return {nullptr, StrCat("BYTETX_CPU_ISA=", name, " but this CPU does not support ", name)};
+      }
+      return {build.run_task, ""};
+    }
+    names += names.empty() ? build.name : StrCat(", ", build.name);
   }
-  return {nullptr, StrCat("BYTETX_CPU_ISA=", name, " is not one of x86-64-v4, x86-64-v3, baseline")};
+  return {nullptr, StrCat("BYTETX_CPU_ISA=", name, " is not one of ", names)};
 }
 
 }  // namespace
