@@ -92,7 +92,7 @@ struct FusedMHA {
     }
     BYTETX_CHECK(Compatible(inputs[kQkvBias].dims[0], width), "input 'qkv_bias' must have shape [3 * H] = ",
                  ShapeString({width}), " (the width of 'qkv'), but its shape is ", ShapeString(inputs[kQkvBias].dims));
-    BYTETX_RETURN_IF_ERROR(ValidateRelativePositionBias(inputs, attributes, backend, dims));
+    BYTETX_RETURN_IF_ERROR(ValidateRelativePositionBias(inputs, attributes, dims));
     if (!Known(dims->batch) || !Known(dims->seq_len)) {
       return Status::Ok();
     }
@@ -111,9 +111,8 @@ struct FusedMHA {
 
   // positions [T] and relative_position_bias [num_buckets, num_heads] come together with the attribute
   // relative_position_max_distance; num_buckets is even and >= 4 (two directions, each with at least
-  // one exact distance), and the max distance lies beyond the exact ones (docs/ops.md#fusedmha). The
-  // CPU kernels take it; the CUDA kernels not yet.
-  static Status ValidateRelativePositionBias(const TensorDesc* inputs, const Attributes& attributes, Backend backend,
+  // one exact distance), and the max distance lies beyond the exact ones (docs/ops.md#fusedmha).
+  static Status ValidateRelativePositionBias(const TensorDesc* inputs, const Attributes& attributes,
                                              Dims* dims) {
     const TensorDesc& positions = inputs[kPositions];
     const TensorDesc& table = inputs[kRelativePositionBias];
@@ -126,8 +125,6 @@ struct FusedMHA {
     if (!table.present) {
       return Status::Ok();
     }
-    BYTETX_CHECK(backend == Backend::kCpu, "the CUDA kernels do not take a relative position bias yet: run this ",
-                 "model on the CPU");
     BYTETX_CHECK(Compatible(positions.dims[0], inputs[kQkv].dims[0]), "input 'positions' must have shape [T] = ",
                  ShapeString({inputs[kQkv].dims[0]}), " (the rows of 'qkv'), but its shape is ",
                  ShapeString(positions.dims));

@@ -198,7 +198,11 @@ def check_rebuild_padding(
 @dataclass(frozen=True)
 class MhaCase:
     """Sequences of ``lengths`` tokens (0 allowed), ``heads`` x ``head_size``; the padded length S is
-    ``padded_len``, by default the longest length. ``amplitude`` scales Q, K, V."""
+    ``padded_len``, by default the longest length. ``amplitude`` scales Q, K, V.
+
+    With ``num_buckets`` > 0, a relative position bias of that many buckets and ``max_distance``
+    (docs/ops.md#fusedmha) on positions counting from a random start in each sequence (left padding);
+    ``position_gaps`` > 0 leaves random holes of up to that many positions between tokens."""
 
     lengths: tuple[int, ...]
     heads: int
@@ -206,6 +210,9 @@ class MhaCase:
     padded_len: int | None = None
     scale: float | None = None
     amplitude: float = 1.0
+    num_buckets: int = 0
+    max_distance: int = 128
+    position_gaps: int = 0
 
     @property
     def seq_len(self) -> int:
@@ -224,15 +231,25 @@ def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: 
     scale = case.scale if case.scale is not None else 1.0 / math.sqrt(d)
     cu_seqlens = np.concatenate([[0], np.cumsum(case.lengths)]).astype(np.int32)
 
+    biased = case.num_buckets > 0
+    positions = _positions(rng, case) if biased else np.zeros(0, np.int32)
+    table = (rng.standard_normal((case.num_buckets, case.heads)) * 2.0).astype(dt)
+
     qkv_buffer = lib.buffers.of("qkv", qkv)
     bias_buffer = lib.buffers.of("qkv_bias", bias)
     cu = lib.buffers.of("cu_seqlens", cu_seqlens)
     context = lib.buffers.empty("context", (tokens, hidden), dt)
+    buffers = [qkv_buffer, bias_buffer, cu, context]
+    position_buffer = table_buffer = None
+    if biased:
+        position_buffer = lib.buffers.of("positions", positions)
+        table_buffer = lib.buffers.of("relative_position_bias", table)
+        buffers += [position_buffer, table_buffer]
     lib.launch(
         "emu_fused_mha", code, qkv_buffer, bias_buffer, cu, batch, seq_len, tokens, case.heads, d, scale, context,
-        MHA_KERNELS[kernel],
+        MHA_KERNELS[kernel], position_buffer, table_buffer, case.num_buckets, case.max_distance,
     )
-    check_guards(qkv_buffer, bias_buffer, cu, context)
+    check_guards(*buffers)
     out = context.read(dt, (tokens, hidden))
     if tokens == 0:
         return
@@ -240,16 +257,35 @@ def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: 
     qkv32 = np.ascontiguousarray(qkv.astype(np.float32))
     bias32 = np.ascontiguousarray(bias.astype(np.float32))
     ref = np.zeros((tokens, hidden), dtype=np.float32)
-    status = lib.call("cpu_fused_mha", qkv32, bias32, cu_seqlens, batch, tokens, case.heads, d, scale, ref)
+    table32 = np.ascontiguousarray(table.astype(np.float32))
+    status = lib.call(
+        "cpu_fused_mha", qkv32, bias32, cu_seqlens, batch, tokens, case.heads, d, scale, ref,
+        positions if biased else None, table32 if biased else None, case.num_buckets, case.max_distance,
+    )
     assert status == 0
     what = f"FusedMHA {dtype} {kernel} {case}"
+    position_bias = (
+        {"positions": positions, "relative_position_bias": table32, "max_distance": case.max_distance}
+        if biased
+        else {}
+    )
     if dtype == "float32":
         # The float32 CPU op is the reference in the kernel's own precision, float64 the exact one.
-        exact = fused_mha(qkv32, bias32, cu_seqlens, case.heads, scale)
+        exact = fused_mha(qkv32, bias32, cu_seqlens, case.heads, scale, **position_bias)
         assert_close_lowp(out, exact, ref, FP32_ATOL["fused_mha"], what)
         return
     if kernel == "fma_sm75":
         ref_lowp = rounded(ref, dtype)  # float math inside, one rounding at the output
     else:
-        ref_lowp = fused_mha(qkv, bias, cu_seqlens, case.heads, scale, dt)
+        ref_lowp = fused_mha(qkv, bias, cu_seqlens, case.heads, scale, dt, **position_bias)
     assert_close_lowp(out, ref, ref_lowp, LOWP_ATOL[dtype], what)
+
+
+def _positions(rng: np.random.Generator, case: MhaCase) -> np.ndarray:
+    """Each sequence's positions: a random start, then steps of 1 (plus up to ``position_gaps``)."""
+    parts = []
+    for length in case.lengths:
+        steps = 1 + rng.integers(0, case.position_gaps + 1, size=length)
+        start = int(rng.integers(0, 40))
+        parts.append(start + np.cumsum(steps) - steps[0] if length else np.zeros(0, np.int64))
+    return np.concatenate(parts or [np.zeros(0)]).astype(np.int32)

@@ -42,18 +42,26 @@ cudaError_t LaunchFmaAsOnSm75(const bytetx::cuda::FusedMHAParams& p) {
   });
 }
 
+// num_buckets 0: no relative position bias (positions and table unused).
 bytetx::cuda::FusedMHAParams MhaParams(int dtype, const void* qkv, const void* bias, const int32_t* cu_seqlens,
                                        int64_t batch, int64_t seq_len, int64_t num_tokens, int64_t num_heads,
-                                       int64_t head_size, float scale, void* context, int kernel) {
+                                       int64_t head_size, float scale, void* context, int kernel,
+                                       const int32_t* positions, const void* table, int64_t num_buckets,
+                                       int64_t max_distance) {
   bytetx::cuda::FusedMHAParams p;
   p.dtype = ToDataType(dtype);
   p.qkv = qkv;
   p.qkv_bias = bias;
   p.cu_seqlens = cu_seqlens;
-  p.dims = {num_tokens, num_heads * head_size, head_size, batch, seq_len};
+  p.dims = {num_tokens, num_heads * head_size, head_size, batch, seq_len, num_buckets};
   p.num_heads = num_heads;
   p.scale = scale;
   p.context = context;
+  if (num_buckets > 0) {
+    p.positions = positions;
+    p.relative_position_bias = table;
+    p.buckets = bytetx::MakeRelativePositionBuckets(num_buckets, max_distance);
+  }
   p.kernel = kernel == kShort   ? bytetx::cuda::FusedMHAKernel::kShort
              : kernel == kTiled ? bytetx::cuda::FusedMHAKernel::kTiled
                                 : bytetx::cuda::FusedMHAKernel::kAuto;
@@ -107,9 +115,11 @@ EMU_EXPORT int emu_rebuild_padding(int dtype, const void* packed, const int32_t*
 
 EMU_EXPORT int emu_fused_mha(int dtype, const void* qkv, const void* bias, const int32_t* cu_seqlens, int64_t batch,
                              int64_t seq_len, int64_t num_tokens, int64_t num_heads, int64_t head_size, float scale,
-                             void* context, int kernel) {
-  const bytetx::cuda::FusedMHAParams p = MhaParams(dtype, qkv, bias, cu_seqlens, batch, seq_len, num_tokens,
-                                                   num_heads, head_size, scale, context, kernel);
+                             void* context, int kernel, const int32_t* positions, const void* table,
+                             int64_t num_buckets, int64_t max_distance) {
+  const bytetx::cuda::FusedMHAParams p =
+      MhaParams(dtype, qkv, bias, cu_seqlens, batch, seq_len, num_tokens, num_heads, head_size, scale, context, kernel,
+                positions, table, num_buckets, max_distance);
   if (kernel != kFmaAsOnSm75) {
     return bytetx::cuda::LaunchFusedMHA(p, nullptr);
   }
@@ -127,7 +137,8 @@ EMU_EXPORT int emu_fused_mha(int dtype, const void* qkv, const void* bias, const
 // The kernel the launcher runs for these sizes on the emulated device: 1 short, 2 tiled.
 EMU_EXPORT int emu_fused_mha_selected(int dtype, int64_t seq_len, int64_t head_size, int kernel) {
   const bytetx::cuda::FusedMHAParams p =
-      MhaParams(dtype, nullptr, nullptr, nullptr, 1, seq_len, 0, 1, head_size, 1.0f, nullptr, kernel);
+      MhaParams(dtype, nullptr, nullptr, nullptr, 1, seq_len, 0, 1, head_size, 1.0f, nullptr, kernel, nullptr, nullptr,
+                0, 0);
   return bytetx::cuda::SelectFusedMHAKernel(p) == bytetx::cuda::FusedMHAKernel::kShort ? kShort : kTiled;
 }
 
@@ -139,12 +150,18 @@ EMU_EXPORT int cpu_remove_padding(const float* input, const void* mask, int mask
                                              token_offset, bytetx::ParallelFor::Serial()));
 }
 
-// Every sequence is at most T long, the bound its cu_seqlens check gets.
+// Every sequence is at most T long, the bound its cu_seqlens check gets. num_buckets 0: no relative
+// position bias.
 EMU_EXPORT int cpu_fused_mha(const float* qkv, const float* bias, const int32_t* cu_seqlens, int64_t batch,
-                             int64_t num_tokens, int64_t num_heads, int64_t head_size, float scale, float* context) {
-  const bytetx::contract::FusedMHA::Dims dims{num_tokens, num_heads * head_size, head_size, batch, num_tokens};
-  return ToInt(bytetx::cpu::RunFusedMHA(dims, {num_heads, scale, std::nullopt}, qkv, bias, cu_seqlens, nullptr, nullptr, context,
-                                        bytetx::ParallelFor::Serial()));
+                             int64_t num_tokens, int64_t num_heads, int64_t head_size, float scale, float* context,
+                             const int32_t* positions, const float* table, int64_t num_buckets, int64_t max_distance) {
+  const bytetx::contract::FusedMHA::Dims dims{num_tokens, num_heads * head_size, head_size, batch, num_tokens,
+                                              num_buckets};
+  const bool biased = num_buckets > 0;
+  const bytetx::contract::FusedMHA::Attributes attributes{
+      num_heads, scale, biased ? std::optional<int64_t>(max_distance) : std::nullopt};
+  return ToInt(bytetx::cpu::RunFusedMHA(dims, attributes, qkv, bias, cu_seqlens, biased ? positions : nullptr,
+                                        biased ? table : nullptr, context, bytetx::ParallelFor::Serial()));
 }
 
 EMU_EXPORT int cpu_rebuild_padding(const float* packed, const int32_t* token_offset, int64_t num_tokens, int64_t batch,

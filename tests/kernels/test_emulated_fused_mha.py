@@ -35,6 +35,14 @@ CASES = {
     "long": MhaCase((129, 300), 1, 64),  # past the short kernel: tiled and FMA only
     "long_d128": MhaCase((257,), 2, 128),
     "max_length": MhaCase((1024,), 1, 64),
+    # The relative position bias (MPNet's 32 buckets, max distance 128): distances 0 to 7 exact, the
+    # logarithmic buckets from 8, the last bucket of each direction from 128 on.
+    "position_bias_exact_edge": MhaCase((7, 8, 9, 1), 2, 32, num_buckets=32),
+    "position_bias_log_buckets": MhaCase((17, 40, 64), 2, 64, num_buckets=32),
+    "position_bias_max_distance": MhaCase((127, 128, 129, 200), 2, 64, num_buckets=32),
+    "position_bias_holes": MhaCase((50, 33), 2, 64, num_buckets=32, position_gaps=5),
+    "position_bias_d128": MhaCase((65, 3), 1, 128, num_buckets=32, position_gaps=2),
+    "position_bias_few_buckets": MhaCase((30, 0, 12), 3, 32, num_buckets=4, max_distance=3),
 }
 VARIANTS = [
     ("float32", "auto"),
@@ -96,7 +104,7 @@ def _launch(
     context = lib.buffers.empty("context", (tokens, hidden), dt)
     status = lib.call(
         "emu_fused_mha", code, qkv, bias, cu, len(lengths), seq_len, tokens, heads, head_size,
-        1 / math.sqrt(head_size), context, checks.MHA_KERNELS[kernel],
+        1 / math.sqrt(head_size), context, checks.MHA_KERNELS[kernel], None, None, 0, 0,
     )
     return status, [qkv, bias, cu, context]
 
@@ -121,25 +129,62 @@ def test_launcher_refuses_a_missing_bias(lib):
     qkv = lib.buffers.of("qkv", np.ones((4, 3 * 64), dt))
     cu = lib.buffers.of("cu_seqlens", np.array([0, 4], np.int32))
     context = lib.buffers.empty("context", (4, 64), dt)
-    status = lib.call("emu_fused_mha", code, qkv, None, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"])
+    status = lib.call(
+        "emu_fused_mha", code, qkv, None, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"], None, None, 0, 0
+    )
     assert status == 1  # cudaErrorInvalidValue
 
 
 @pytest.mark.parametrize(
-    ("dtype", "kernel"),
-    [("float32", "auto"), ("float16", "short"), ("float16", "tiled"), ("bfloat16", "fma_sm75")],
+    ("num_buckets", "max_distance", "with_positions", "with_table"),
+    [(32, 128, False, True), (32, 128, True, False), (5, 128, True, True), (32, 8, True, True)],
+    ids=["no_positions", "no_table", "odd_buckets", "max_distance_within_exact"],
 )
-def test_broken_cu_seqlens_stay_in_bounds(lib, dtype, kernel):
+def test_launcher_refuses_a_bad_position_bias(lib, num_buckets, max_distance, with_positions, with_table):
+    code, dt = checks.DTYPES["float16"]
+    qkv = lib.buffers.of("qkv", np.ones((4, 3 * 64), dt))
+    bias = lib.buffers.of("qkv_bias", np.zeros(3 * 64, dt))
+    cu = lib.buffers.of("cu_seqlens", np.array([0, 4], np.int32))
+    context = lib.buffers.empty("context", (4, 64), dt)
+    positions = lib.buffers.of("positions", np.arange(4, dtype=np.int32)) if with_positions else None
+    table = lib.buffers.of("relative_position_bias", np.zeros((num_buckets, 1), dt)) if with_table else None
+    status = lib.call(
+        "emu_fused_mha", code, qkv, bias, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"],
+        positions, table, num_buckets, max_distance,
+    )
+    assert status == 1  # cudaErrorInvalidValue
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kernel", "num_buckets"),
+    [
+        ("float32", "auto", 0),
+        ("float16", "short", 0),
+        ("float16", "tiled", 0),
+        ("bfloat16", "fma_sm75", 0),
+        ("float32", "auto", 32),
+        ("float16", "short", 32),
+        ("bfloat16", "tiled", 32),
+    ],
+)
+def test_broken_cu_seqlens_stay_in_bounds(lib, dtype, kernel, num_buckets):
     """cu_seqlens the host cannot check (a length above S, a sequence past the rows of qkv): the kernels
-    clamp them, so results are unspecified but no memory outside the tensors is written."""
+    clamp them, so results are unspecified but no memory outside the tensors is written; with the
+    bias, positions are read only for rows of the clamped sequences."""
     code, dt = checks.DTYPES[dtype]
     seq_len, rows, heads, head_size = 16, 40, 2, 32
     qkv = lib.buffers.of("qkv", np.ones((rows, 3 * heads * head_size), dt))
     bias = lib.buffers.of("qkv_bias", np.zeros(3 * heads * head_size, dt))
     cu = lib.buffers.of("cu_seqlens", np.array([0, 30, 36, 90], np.int32))
     context = lib.buffers.empty("context", (rows, heads * head_size), dt)
+    buffers = [qkv, bias, cu, context]
+    positions = table = None
+    if num_buckets:
+        positions = lib.buffers.of("positions", np.arange(rows, dtype=np.int32) * 7)
+        table = lib.buffers.of("relative_position_bias", np.ones((num_buckets, heads), dt))
+        buffers += [positions, table]
     lib.launch(
         "emu_fused_mha", code, qkv, bias, cu, 3, seq_len, rows, heads, head_size, 0.5, context,
-        checks.MHA_KERNELS[kernel],
+        checks.MHA_KERNELS[kernel], positions, table, num_buckets, 128,
     )
-    harness.check_guards(qkv, bias, cu, context)
+    harness.check_guards(*buffers)

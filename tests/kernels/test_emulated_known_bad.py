@@ -14,6 +14,7 @@ from emulation.harness import Mutation
 pytestmark = pytest.mark.skipif(not harness.have_compiler(), reason="no C++ compiler for the CUDA emulation")
 
 RAGGED = MhaCase((63, 64, 65), 2, 64)
+BIASED = MhaCase((9, 40, 70), 2, 64, num_buckets=32)
 
 KNOWN_BAD = {
     # An index bug: RebuildPadding copies packed row T - 1 - t instead of row t.
@@ -54,6 +55,16 @@ KNOWN_BAD = {
             "row_sum[r] = row_sum[r] + WarpSum(s[r]);",
         ),
         lambda lib: checks.check_fused_mha(lib, RAGGED, "float32", "auto", seed=1),
+    ),
+    # A direction bug in the relative position bias: the bucket of key minus query instead of query
+    # minus key, which swaps the two halves of the table.
+    "fused_mha_position_bias_direction": (
+        Mutation(
+            "kernels/fused_mha/block_tile.cuh",
+            "static_cast<int64_t>(positions[q]) - positions[k];",
+            "static_cast<int64_t>(positions[k]) - positions[q];",
+        ),
+        lambda lib: checks.check_fused_mha(lib, BIASED, "float16", "tiled", seed=1),
     ),
 }
 

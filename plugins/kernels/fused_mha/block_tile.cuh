@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "common/relative_position.h"
 #include "kernels/common/device_utils.cuh"
 
 namespace bytetx::cuda::fused_mha {
@@ -29,6 +30,10 @@ struct MHAArgs {
   int32_t seq_len;
   int32_t num_query_tiles;      // per sequence: ceil(seq_len / block M)
   float scale_log2;             // scale * log2(e): softmax in base 2
+  // The relative position bias (fused_mha.h): both nullptr without one.
+  const int32_t* positions;     // [num_tokens]
+  const T* position_bias;       // [num_buckets, hidden / D]
+  RelativePositionBuckets buckets;
 };
 
 // The part of the grid one block owns.
@@ -56,6 +61,30 @@ __device__ __forceinline__ bool LocateBlock(const MHAArgs<T>& args, int block_m,
   tile->len = static_cast<int>(len);
   return tile->q0 < tile->len;
 }
+
+// The relative position bias of the tile's head, in base 2 like the scaled scores it is added to.
+template <typename T, int D>
+struct PositionBias {
+  const int32_t* positions;  // the sequence's first position; nullptr without a bias
+  const T* column;           // the head's column of the table
+  int32_t num_heads;
+  RelativePositionBuckets buckets;
+
+  __device__ __forceinline__ PositionBias(const MHAArgs<T>& args, const BlockTile& tile)
+      : positions(args.positions == nullptr || args.position_bias == nullptr ? nullptr
+                                                                             : args.positions + tile.first),
+        column(args.position_bias == nullptr ? nullptr : args.position_bias + tile.head),
+        num_heads(args.hidden / D),
+        buckets(args.buckets) {}
+
+  __device__ __forceinline__ bool active() const { return positions != nullptr; }
+
+  // For query q and key k, both sequence rows below the tile's length (the rows positions has).
+  __device__ __forceinline__ float Log2(int q, int k) const {
+    const int64_t distance = static_cast<int64_t>(positions[q]) - positions[k];
+    return ToFloat(column[static_cast<int64_t>(RelativePositionBucket(distance, buckets)) * num_heads]) * kLog2e;
+  }
+};
 
 // The rows of one head that a block reads: Q, K or V (`block` 0, 1, 2) of the tile's sequence.
 template <typename T, int D>

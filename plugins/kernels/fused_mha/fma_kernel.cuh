@@ -57,6 +57,7 @@ __global__ void __launch_bounds__(kFmaThreads, kFmaMinBlocks) FmaMHAKernel(MHAAr
     }
   }
   const float* my_q = q_smem + warp * kFmaRowsPerWarp * D;
+  const PositionBias<T, D> bias(args, tile);
   for (int k0 = 0; k0 < tile.len; k0 += kFmaBlockN) {
     __syncthreads();  // the previous tile is no longer read
     const int valid = tile.len - k0;
@@ -76,7 +77,11 @@ __global__ void __launch_bounds__(kFmaThreads, kFmaMinBlocks) FmaMHAKernel(MHAAr
       }
     }
     for (int r = 0; r < kFmaRowsPerWarp; ++r) {
-      const float score = lane < valid ? s[r] : -INFINITY;
+      const int query = tile.q0 + warp * kFmaRowsPerWarp + r;
+      float score = lane < valid ? s[r] : -INFINITY;
+      if (bias.active() && lane < valid && query < tile.len) {
+        score += bias.Log2(query, k0 + lane);
+      }
       const float new_max = fmaxf(row_max[r], WarpMax(score));
       const float alpha = exp2f(row_max[r] - new_max);
       s[r] = exp2f(score - new_max);

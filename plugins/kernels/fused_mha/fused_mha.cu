@@ -76,7 +76,14 @@ const char* CheckFusedMHAParams(const FusedMHAParams& p) {
     return "batch * seq_len is too large for one grid";
   }
   if (p.dims.num_buckets != 0) {
-    return "the relative position bias is not implemented in the CUDA kernels";
+    if (p.dims.num_buckets < 4 || p.dims.num_buckets % 2 != 0 || p.dims.num_buckets > INT32_MAX ||
+        p.buckets.num_buckets != p.dims.num_buckets || p.buckets.max_distance <= p.dims.num_buckets / 4 ||
+        !(p.buckets.log_ratio > 0.0f)) {
+      return "the relative position bias needs an even num_buckets >= 4 and buckets made for it";
+    }
+    if (p.dims.num_tokens > 0 && (p.positions == nullptr || p.relative_position_bias == nullptr)) {
+      return "positions or relative_position_bias is null";
+    }
   }
   if (p.cu_seqlens == nullptr || p.qkv_bias == nullptr) {
     return "cu_seqlens or qkv_bias is null";

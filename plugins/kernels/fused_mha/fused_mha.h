@@ -35,9 +35,9 @@ struct FusedMHAParams {
   int64_t num_heads = 0;
   float scale = 0.0f;                   // multiplies Q K^T before the softmax
   void* context = nullptr;              // [num_tokens, hidden] of dtype
-  // The relative position bias (dims.num_buckets > 0), which CheckFusedMHAParams refuses until the
-  // kernels add relative_position_bias[RelativePositionBucket(positions[i] - positions[j]), h] to the
-  // scaled scores as the CPU kernel does.
+  // The relative position bias (dims.num_buckets > 0): every kernel adds
+  // relative_position_bias[RelativePositionBucket(positions[i] - positions[j]), h] to head h's scaled
+  // score of query i and key j, as the CPU kernel does. Ignored with num_buckets 0.
   const int32_t* positions = nullptr;             // [num_tokens] on the device, any values
   const void* relative_position_bias = nullptr;   // [num_buckets, num_heads] of dtype
   RelativePositionBuckets buckets;

@@ -39,6 +39,9 @@ cudaError_t LaunchAttention(Kernel kernel, const FusedMHAParams& p, int block_m,
   args.seq_len = static_cast<int32_t>(p.dims.seq_len);
   args.num_query_tiles = static_cast<int32_t>((p.dims.seq_len + block_m - 1) / block_m);
   args.scale_log2 = p.scale * kLog2e;
+  args.positions = p.dims.num_buckets > 0 ? p.positions : nullptr;
+  args.position_bias = static_cast<const T*>(p.relative_position_bias);
+  args.buckets = p.buckets;
   const cudaError_t status = AllowDynamicSharedMemory(kernel, shared_bytes);
   if (status != cudaSuccess) {
     return status;

@@ -74,13 +74,19 @@ __device__ __forceinline__ void ShortMHABody(const MHAArgs<T>& args) {
     // Softmax of each row; P replaces the row in place as T (all of a row is read before any of it
     // is written).
     constexpr int kPerLane = kShortMaxCols / kWarpSize;
+    const PositionBias<T, D> bias(args, tile);
     for (int r = 0; r < kWmmaTile; ++r) {
       float* row = warp_scores + r * ld;
+      const int query = tile.q0 + warp * kWmmaTile + r;
+      const bool biased = bias.active() && query < tile.len;
       float v[kPerLane];
       float row_max = -INFINITY;
       for (int i = 0; i < kPerLane; ++i) {
         const int j = lane + i * kWarpSize;
         v[i] = j < tile.len ? row[j] : -INFINITY;
+        if (biased && j < tile.len) {
+          v[i] += bias.Log2(query, j);
+        }
         row_max = fmaxf(row_max, v[i]);
       }
       row_max = WarpMax(row_max);

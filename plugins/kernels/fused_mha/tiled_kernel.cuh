@@ -69,6 +69,9 @@ __device__ __forceinline__ void TiledMHABody(const MHAArgs<T>& args) {
   // Lanes 2r and 2r + 1 own row r of the warp: half of its key columns and half of its output.
   const int row = lane / 2;
   const int half = lane % 2;
+  const PositionBias<T, D> bias(args, tile);
+  const int query = tile.q0 + warp * kWmmaTile + row;
+  const bool biased = bias.active() && query < tile.len;
   float row_max = -INFINITY;
   float row_sum = 0.0f;
   for (int k0 = 0; k0 < tile.len; k0 += kBlockN) {
@@ -84,6 +87,15 @@ __device__ __forceinline__ void TiledMHABody(const MHAArgs<T>& args) {
     // Online softmax of row `row`, columns [half * kBlockN / 2, (half + 1) * kBlockN / 2).
     constexpr int kCols = kBlockN / 2;
     float* score_row = warp_scores + row * kScoreLd;
+    if (biased) {
+      // Added in shared memory before p is read: inside p's loop the bucket's logarithm spills p to the stack.
+      for (int i = 0; i < kCols; ++i) {
+        const int j = half * kCols + i;
+        if (j < valid) {
+          score_row[j] += bias.Log2(query, k0 + j);
+        }
+      }
+    }
     float p[kCols];
     float tile_max = -INFINITY;
     for (int i = 0; i < kCols; ++i) {
