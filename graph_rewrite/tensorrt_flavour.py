@@ -29,6 +29,7 @@ METADATA_VALUE = "tensorrt"
 # ONNX Runtime's RemovePadding outputs (packed, cu_seqlens, token_offset); TensorRT's add num_tokens.
 _REMOVE_PADDING_OUTPUTS = 3
 _FUSED_MHA_INPUTS = ("qkv", "qkv_bias", "cu_seqlens", "token_offset")
+_FUSED_MHA_BIAS_INPUTS = ("positions", "relative_position_bias")
 
 
 class TensorRTFlavour(GraphPass):
@@ -132,15 +133,21 @@ def _add_num_tokens_output(node: gs.Node, names: set[str], index: int) -> str | 
 
 
 def _check_fused_mha_inputs(node: gs.Node) -> None:
-    if len(node.inputs) > len(_FUSED_MHA_INPUTS) and node.inputs[4].name:
+    """The plugin takes the four required inputs, or all six with the relative position bias (its
+    field ``relative_position_max_distance`` says which)."""
+    with_bias = len(node.inputs) > len(_FUSED_MHA_INPUTS) and any(t.name for t in node.inputs[4:])
+    expected = _FUSED_MHA_INPUTS + _FUSED_MHA_BIAS_INPUTS if with_bias else _FUSED_MHA_INPUTS
+    if len(node.inputs) != len(expected) or not all(t.name for t in node.inputs[4:]):
         raise RewriteError(
-            f"{describe(node)} has a relative position bias (an MPNet model); the TensorRT plugin does not "
-            "take one yet: run this model with ONNX Runtime"
+            f"{describe(node)} has inputs {', '.join(repr(t.name) for t in node.inputs)}; the plugin takes "
+            f"{', '.join(_FUSED_MHA_INPUTS)}, and with a relative position bias also "
+            f"{' and '.join(_FUSED_MHA_BIAS_INPUTS)}"
         )
-    if len(node.inputs) != len(_FUSED_MHA_INPUTS):
+    if with_bias != ("relative_position_max_distance" in node.attrs):
         raise RewriteError(
-            f"{describe(node)} has {len(node.inputs)} inputs; the op has {len(_FUSED_MHA_INPUTS)} "
-            f"({', '.join(_FUSED_MHA_INPUTS)})"
+            f"{describe(node)} has "
+            + ("a relative position bias without" if with_bias else "no relative position bias but")
+            + " the attribute relative_position_max_distance (docs/ops.md)"
         )
     if not node.inputs[1].name:
         raise RewriteError(

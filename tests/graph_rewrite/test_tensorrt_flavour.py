@@ -8,14 +8,18 @@ import onnx
 import pytest
 
 from bytetx import ops
-from bytetx.exporter import to_float16
+from bytetx.exporter import export_to_onnx, load_hf_model, to_float16
 from bytetx.graph_rewrite import RewriteError, is_tensorrt_flavour, rewrite_padding_free, to_tensorrt
 
 # The fields each plugin's creator lists (plugins/trt), with the ONNX attribute type the parser turns
 # into that field's type.
 CREATOR_FIELDS = {
     "RemovePadding": {},
-    "FusedMHA": {"num_heads": onnx.AttributeProto.INT, "scale": onnx.AttributeProto.FLOAT},
+    "FusedMHA": {
+        "num_heads": onnx.AttributeProto.INT,
+        "scale": onnx.AttributeProto.FLOAT,
+        "relative_position_max_distance": onnx.AttributeProto.INT,
+    },
     "RebuildPadding": {},
 }
 PARSER_ATTRIBUTES = {"plugin_version", "plugin_namespace"}
@@ -27,6 +31,18 @@ def rewritten(tiny_bert_onnx) -> onnx.ModelProto:
     return model
 
 
+@pytest.fixture(scope="module")
+def rewritten_mpnet(tiny_model_dirs) -> onnx.ModelProto:
+    model, _ = rewrite_padding_free(export_to_onnx(load_hf_model(tiny_model_dirs("mpnet"), "eager"), "torchscript"))
+    return model
+
+
+def copy_of(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
 def bytetx_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if n.domain == ops.DOMAIN]
 
@@ -35,7 +51,9 @@ def attributes(node: onnx.NodeProto) -> dict[str, onnx.AttributeProto]:
     return {a.name: a for a in node.attribute}
 
 
-def test_nodes_map_onto_the_plugins_as_the_parser_looks_them_up(rewritten):
+@pytest.mark.parametrize("model_type", ["bert", "mpnet"])
+def test_nodes_map_onto_the_plugins_as_the_parser_looks_them_up(request, model_type):
+    rewritten = request.getfixturevalue("rewritten" if model_type == "bert" else "rewritten_mpnet")
     converted, report = to_tensorrt(rewritten)
     nodes = bytetx_nodes(converted)
     assert sorted({n.op_type for n in nodes}) == ["FusedMHA", "RebuildPadding", "RemovePadding"]
@@ -119,4 +137,37 @@ def test_an_op_without_plugin_is_refused(rewritten):
     model.CopyFrom(rewritten)
     model.graph.node.append(onnx.helper.make_node("BiasGelu", ["x"], ["y"], domain="com.bytetx"))
     with pytest.raises(RewriteError, match="com.bytetx op\\(s\\) BiasGelu have no TensorRT plugin"):
+        to_tensorrt(model)
+
+
+def test_a_relative_position_bias_reaches_the_plugin_as_its_two_inputs_and_field(rewritten_mpnet):
+    converted, _ = to_tensorrt(rewritten_mpnet)
+    nodes = [n for n in bytetx_nodes(converted) if n.op_type == "FusedMHA"]
+    before = [list(n.input) for n in bytetx_nodes(rewritten_mpnet) if n.op_type == "FusedMHA"]
+    assert [list(n.input) for n in nodes] == before and len(nodes) == 2
+    initializers = {i.name: i for i in converted.graph.initializer}
+    for node in nodes:
+        assert len(node.input) == 6 and node.input[4] == ops.POSITIONS
+        assert attributes(node)["relative_position_max_distance"].i == 128
+        assert list(initializers[node.input[5]].dims) == [32, 4]  # [num_buckets, num_heads]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("no_table", "has inputs .*; the plugin takes qkv, qkv_bias, cu_seqlens, token_offset, and with a "
+                     "relative position bias also positions and relative_position_bias"),
+        ("no_max_distance", "has a relative position bias without the attribute relative_position_max_distance"),
+    ],
+)
+def test_a_broken_relative_position_bias_is_refused(rewritten_mpnet, change, message):
+    model = copy_of(rewritten_mpnet)
+    node = next(n for n in model.graph.node if n.op_type == "FusedMHA")
+    if change == "no_table":
+        node.input[5] = ""
+    else:
+        kept = [a for a in node.attribute if a.name != "relative_position_max_distance"]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+    with pytest.raises(RewriteError, match=f"FusedMHA node '{node.name}' {message}"):
         to_tensorrt(model)

@@ -68,7 +68,7 @@ def test_static_registration_is_handed_to_get_creators(host):
 def test_creators_carry_the_onnx_attributes_as_fields(host):
     assert host.creators() == [
         f"PLUGIN CREATOR_V3ONE|RemovePadding|1|{NAMESPACE}|",
-        f"PLUGIN CREATOR_V3ONE|FusedMHA|1|{NAMESPACE}|num_heads:i32,scale:f32",
+        f"PLUGIN CREATOR_V3ONE|FusedMHA|1|{NAMESPACE}|num_heads:i32,scale:f32,relative_position_max_distance:i32",
         f"PLUGIN CREATOR_V3ONE|RebuildPadding|1|{NAMESPACE}|",
     ]
 
@@ -95,7 +95,7 @@ def test_plugin_capabilities_and_copies(host, name, fields, outputs):
         ("num_heads:i32:0", "attribute 'num_heads' must be >= 1, but it is 0"),
         ("num_heads:f32:4", "field 'num_heads' must be an integer"),
         ("num_heads:i32:4;scale:i32:1", "field 'scale' must be a float"),
-        ("num_heads:i32:4;dropout:f32:0.1", "unknown field 'dropout' (the fields are num_heads and scale)"),
+        ("num_heads:i32:4;dropout:f32:0.1", "unknown field 'dropout' (the fields are num_heads, scale and relative_position_max_distance)"),
         ("num_heads:str:12", "field 'num_heads' must hold one value, but it has 2"),
     ],
 )
@@ -123,6 +123,11 @@ def test_plugins_without_attributes_reject_fields(host, name):
     [
         ("FusedMHA", "num_heads:i32:12", "num_heads:i32:1"),
         ("FusedMHA", "num_heads:i32:12;scale:f32:0.3", "num_heads:i32:1,scale:f32:1"),
+        (
+            "FusedMHA",
+            "num_heads:i32:12;relative_position_max_distance:i32:128",
+            "num_heads:i32:1,relative_position_max_distance:i32:1",
+        ),
         ("RemovePadding", "", ""),
         ("RebuildPadding", "", ""),
     ],
@@ -400,7 +405,8 @@ def test_rebuild_padding_enqueue(host, dtype, kind):
     )
 
 
-def run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype, batch=None):
+def run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype, batch=None, positions=None, table=None):
+    """FusedMHA's enqueue; with ``positions`` and ``table``, its six inputs."""
     tokens, width = qkv.shape
     batch = len(cu) - 1 if batch is None else batch
     out = Tensor(
@@ -414,6 +420,10 @@ def run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype, batch=None):
         Tensor(INT32, cu.shape, trt_host.buffer_of("cu_seqlens", cu)),
         Tensor(INT32, (batch, seq_len), trt_host.empty_buffer("token_offset", (batch, seq_len), np.int32)),
     ]
+    if positions is not None:
+        inputs.append(Tensor(INT32, positions.shape, trt_host.buffer_of("positions", positions)))
+    if table is not None:
+        inputs.append(Tensor(TRT_TYPES[dtype], table.shape, trt_host.buffer_of("relative_position_bias", table)))
     status = host.create("FusedMHA", fields).enqueue(inputs, [out])
     return status, out.buffer.read(qkv.dtype, (tokens, width // 3))
 
@@ -439,6 +449,74 @@ def test_fused_mha_enqueue(host, dtype, heads, head_size, scale):
     else:
         ref_lowp = reference.fused_mha(qkv, bias, cu, heads, np.float32(used_scale), dt)
         harness.assert_close_lowp(out, ref, ref_lowp, checks.LOWP_ATOL[dtype], "context")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("heads, head_size, max_distance", [(2, 32, 128), (1, 64, 20)])
+def test_fused_mha_enqueue_with_a_relative_position_bias(host, dtype, heads, head_size, max_distance):
+    # Sequences beyond the short kernel's 64 keys reach the log buckets and the max distance.
+    lengths, seq_len = (19, 1, 0, 150), 150
+    hidden = heads * head_size
+    rng = np.random.default_rng(heads * head_size + 1)
+    dt = checks.np_dtype(dtype)
+    tokens = sum(lengths)
+    qkv = rng.standard_normal((tokens, 3 * hidden)).astype(dt)
+    bias = (0.1 * rng.standard_normal(3 * hidden)).astype(dt)
+    cu = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    # Left padding: each sequence's positions start where its padding ends.
+    positions = np.concatenate([np.arange(length) + rng.integers(0, 40) for length in lengths]).astype(np.int32)
+    table = (2.0 * rng.standard_normal((32, heads))).astype(dt)
+    fields = f"num_heads:i32:{heads};relative_position_max_distance:i32:{max_distance}"
+    status, out = run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype, positions=positions, table=table)
+    assert status == 0, host.take_log()
+    scale = np.float32(1 / np.sqrt(head_size))
+    biased = {"positions": positions, "relative_position_bias": table.astype(np.float32), "max_distance": max_distance}
+    ref = reference.fused_mha(qkv, bias, cu, heads, scale, **biased)
+    if dtype == "float32":
+        harness.assert_close(out, ref, 2e-5, 1e-4, "context")
+    else:
+        ref_lowp = reference.fused_mha(qkv, bias, cu, heads, scale, dt, **biased)
+        harness.assert_close_lowp(out, ref, ref_lowp, checks.LOWP_ATOL[dtype], "context")
+    unbiased = reference.fused_mha(qkv, bias, cu, heads, scale)
+    assert np.abs(out.astype(np.float32) - unbiased).max() > 0.1, "the bias changed nothing"
+
+
+@pytest.mark.parametrize(
+    "fields, extra, message",
+    [
+        (
+            "num_heads:i32:2",
+            2,
+            "the plugin takes 4 inputs and gives 1 outputs, but the layer has 6 inputs and 1 outputs",
+        ),
+        (
+            "num_heads:i32:2;relative_position_max_distance:i32:128",
+            0,
+            "the plugin takes 6 inputs and gives 1 outputs, but the layer has 4 inputs and 1 outputs",
+        ),
+        (
+            "num_heads:i32:2;relative_position_max_distance:i32:8",
+            2,
+            "attribute 'relative_position_max_distance' must exceed the 8 exact distances of 32 buckets, but it is 8",
+        ),
+    ],
+)
+def test_fused_mha_relative_position_bias_needs_its_field_and_inputs(host, fields, extra, message):
+    plugin = host.create("FusedMHA", fields)
+    types = [FLOAT, FLOAT, INT32, INT32, INT32, FLOAT][: 4 + extra]
+    shapes = [(27, 192), (192,), (4,), (3, 23), (27,), (32, 2)][: 4 + extra]
+    status = plugin.configure([Tensor(t, shape) for t, shape in zip(types, shapes)], 1)
+    assert status != 0
+    expect_log(host, f"bytetx FusedMHA: {message}")
+
+
+def test_fused_mha_with_a_relative_position_bias_takes_six_inputs_after_a_round_trip(host):
+    plugin = host.create("FusedMHA", "num_heads:i32:2;relative_position_max_distance:i64:100")
+    copy, _ = plugin.serialize_roundtrip()
+    for made in (plugin, copy):
+        assert made.supports(6, 6, [HALF, HALF, INT32, INT32, INT32, HALF, HALF])
+        assert not made.supports(5, 6, [HALF, HALF, INT32, INT32, INT32, FLOAT])
+        assert not made.supports(4, 4, [HALF, HALF, INT32, INT32, HALF])
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@
 //   Status Launch(const Dims& dims, const contract::TensorDesc* inputs, const void* const* input_data,
 //                 void* const* output_data, cudaStream_t stream) const;
 // and, where it differs from the contract's, kTensors and kNumOutputs (outputs TensorRT needs beyond
-// the op's, e.g. a size tensor) or Validate (an op with attributes).
+// the op's, e.g. a size tensor), Validate (an op with attributes), or NumInputs and Tensors (a plugin
+// whose inputs depend on its fields: its tensors, inputs then outputs).
 #pragma once
 
 #include <NvInferRuntime.h>
@@ -40,6 +41,8 @@ class PluginBase : public nvinfer1::IPluginV3,
   Status Validate(const contract::TensorDesc* inputs, Dims* dims) const {
     return Contract::Validate(inputs, contract::Backend::kCuda, dims);
   }
+  int32_t NumInputs() const { return Plugin::kNumInputs; }
+  const contract::TensorSpec* Tensors() const { return Plugin::kTensors; }
 
   nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override {
     switch (type) {
@@ -85,16 +88,17 @@ class PluginBase : public nvinfer1::IPluginV3,
                              const nvinfer1::DataType* input_types, int32_t num_inputs) const noexcept override {
     return ReportStatus(Name(), [&]() -> Status {
       BYTETX_RETURN_IF_ERROR(ExpectCounts(num_inputs, num_outputs));
+      const contract::TensorSpec* tensors = self().Tensors();
       std::vector<contract::ElementType> types;
       for (int32_t i = 0; i < num_inputs; ++i) {
         types.push_back(ToElementType(input_types[i]));
-        BYTETX_CHECK(contract::TypeAllowed(Plugin::kTensors, i, types.back(), types.data(), contract::Backend::kCuda),
-                     "input '", Plugin::kTensors[i].name, "' must be ",
-                     contract::TypeRuleText(Plugin::kTensors, Plugin::kTensors[i].type, contract::Backend::kCuda),
-                     ", but it is ", contract::ElementTypeName(types.back()));
+        BYTETX_CHECK(contract::TypeAllowed(tensors, i, types.back(), types.data(), contract::Backend::kCuda),
+                     "input '", tensors[i].name, "' must be ",
+                     contract::TypeRuleText(tensors, tensors[i].type, contract::Backend::kCuda), ", but it is ",
+                     contract::ElementTypeName(types.back()));
       }
       for (int32_t o = 0; o < num_outputs; ++o) {
-        output_types[o] = ToTrtType(contract::OutputType(Plugin::kTensors[num_inputs + o], types.data()));
+        output_types[o] = ToTrtType(contract::OutputType(tensors[num_inputs + o], types.data()));
       }
       return Status::Ok();
     });
@@ -120,15 +124,15 @@ class PluginBase : public nvinfer1::IPluginV3,
 
   bool supportsFormatCombination(int32_t pos, const nvinfer1::DynamicPluginTensorDesc* in_out, int32_t num_inputs,
                                  int32_t num_outputs) noexcept override {
-    if (num_inputs != Plugin::kNumInputs || num_outputs != Plugin::kNumOutputs || pos < 0 ||
+    if (num_inputs != self().NumInputs() || num_outputs != Plugin::kNumOutputs || pos < 0 ||
         pos >= num_inputs + num_outputs || in_out[pos].desc.format != nvinfer1::TensorFormat::kLINEAR) {
       return false;
     }
-    contract::ElementType types[Plugin::kNumInputs + Plugin::kNumOutputs];
+    contract::ElementType types[Contract::kNumInputs + Plugin::kNumOutputs];  // no plugin takes more inputs
     for (int32_t i = 0; i <= pos; ++i) {
       types[i] = ToElementType(in_out[i].desc.type);
     }
-    return contract::TypeAllowed(Plugin::kTensors, pos, types[pos], types, contract::Backend::kCuda);
+    return contract::TypeAllowed(self().Tensors(), pos, types[pos], types, contract::Backend::kCuda);
   }
 
   // Runtime capability.
@@ -137,7 +141,7 @@ class PluginBase : public nvinfer1::IPluginV3,
                   cudaStream_t stream) noexcept override {
     return ReportStatus(Name(), [&]() -> Status {
       std::vector<contract::TensorDesc> descs;
-      for (int32_t i = 0; i < Plugin::kNumInputs; ++i) {
+      for (int32_t i = 0; i < self().NumInputs(); ++i) {
         descs.push_back(Describe(input_desc[i]));
       }
       typename Plugin::Dims dims;
@@ -170,9 +174,9 @@ class PluginBase : public nvinfer1::IPluginV3,
  private:
   const Plugin& self() const { return static_cast<const Plugin&>(*this); }
 
-  static Status ExpectCounts(int32_t num_inputs, int32_t num_outputs) {
-    BYTETX_CHECK(num_inputs == Plugin::kNumInputs && num_outputs == Plugin::kNumOutputs, "the plugin takes ",
-                 Plugin::kNumInputs, " inputs and gives ", Plugin::kNumOutputs, " outputs, but the layer has ",
+  Status ExpectCounts(int32_t num_inputs, int32_t num_outputs) const {
+    BYTETX_CHECK(num_inputs == self().NumInputs() && num_outputs == Plugin::kNumOutputs, "the plugin takes ",
+                 self().NumInputs(), " inputs and gives ", Plugin::kNumOutputs, " outputs, but the layer has ",
                  num_inputs, " inputs and ", num_outputs, " outputs");
     return Status::Ok();
   }

@@ -11,6 +11,7 @@ namespace {
 
 constexpr char kNumHeadsField[] = "num_heads";
 constexpr char kScaleField[] = "scale";
+constexpr char kMaxDistanceField[] = "relative_position_max_distance";
 
 }  // namespace
 
@@ -32,8 +33,10 @@ Status FusedMHAPlugin::Launch(const Dims& dims, const contract::TensorDesc* inpu
   // T exact: TensorRT sized 'qkv' by RemovePadding's num_tokens size tensor.
   return cuda::RunFusedMHA(dims, attributes_, *contract::ToKernelDataType(inputs[Contract::kQkv].type),
                            input_data[Contract::kQkv], input_data[Contract::kQkvBias],
-                           static_cast<const int32_t*>(input_data[Contract::kCuSeqlens]), nullptr, nullptr,
-                           output_data[0], stream);
+                           static_cast<const int32_t*>(input_data[Contract::kCuSeqlens]),
+                           HasPositionBias() ? static_cast<const int32_t*>(input_data[Contract::kPositions]) : nullptr,
+                           HasPositionBias() ? input_data[Contract::kRelativePositionBias] : nullptr, output_data[0],
+                           stream);
 }
 
 const nvinfer1::PluginFieldCollection* FusedMHAPlugin::getFieldsToSerialize() noexcept {
@@ -45,6 +48,10 @@ const nvinfer1::PluginFieldCollection* FusedMHAPlugin::getFieldsToSerialize() no
       scale_field_ = *attributes_.scale;
       fields.emplace_back(kScaleField, &scale_field_, nvinfer1::PluginFieldType::kFLOAT32, 1);
     }
+    if (HasPositionBias()) {
+      max_distance_field_ = static_cast<int32_t>(*attributes_.relative_position_max_distance);
+      fields.emplace_back(kMaxDistanceField, &max_distance_field_, nvinfer1::PluginFieldType::kINT32, 1);
+    }
     serialized_ = FieldList(std::move(fields));
     return serialized_.collection();
   });
@@ -52,7 +59,8 @@ const nvinfer1::PluginFieldCollection* FusedMHAPlugin::getFieldsToSerialize() no
 
 FusedMHAPluginCreator::FusedMHAPluginCreator()
     : CreatorBase({nvinfer1::PluginField(kNumHeadsField, nullptr, nvinfer1::PluginFieldType::kINT32, 1),
-                   nvinfer1::PluginField(kScaleField, nullptr, nvinfer1::PluginFieldType::kFLOAT32, 1)}) {}
+                   nvinfer1::PluginField(kScaleField, nullptr, nvinfer1::PluginFieldType::kFLOAT32, 1),
+                   nvinfer1::PluginField(kMaxDistanceField, nullptr, nvinfer1::PluginFieldType::kINT32, 1)}) {}
 
 nvinfer1::IPluginV3* FusedMHAPluginCreator::createPlugin(const char* /*name*/,
                                                          const nvinfer1::PluginFieldCollection* fields,
@@ -72,8 +80,13 @@ nvinfer1::IPluginV3* FusedMHAPluginCreator::createPlugin(const char* /*name*/,
         float value = 0.0f;
         BYTETX_RETURN_IF_ERROR(ReadFloatField(field, &value));
         attributes.scale = value;
+      } else if (name == kMaxDistanceField) {
+        int64_t value = 0;
+        BYTETX_RETURN_IF_ERROR(ReadIntField(field, &value));
+        attributes.relative_position_max_distance = value;
       } else {
-        return Status::Invalid(StrCat("unknown field '", name, "' (the fields are num_heads and scale)"));
+        return Status::Invalid(StrCat("unknown field '", name, "' (the fields are num_heads, scale and ",
+                                      kMaxDistanceField, ")"));
       }
     }
     BYTETX_CHECK(have_num_heads, "attribute 'num_heads' (int) is required");

@@ -1,7 +1,8 @@
 // TensorRT plugin FusedMHA (README.md beside this file, docs/ops.md): multi-head self-attention over
 // the ragged sequences of the packed layout, reading Q, K, V from one [T, 3H] tensor and adding their
-// bias on the fly. Fields: the op's attributes num_heads (int, required) and scale (float, default
-// 1 / sqrt(H / num_heads)).
+// bias on the fly. Fields: the op's attributes num_heads (int, required), scale (float, default
+// 1 / sqrt(H / num_heads)) and relative_position_max_distance (int, optional): with it the plugin
+// takes the op's two optional inputs too, positions and relative_position_bias (MPNet's bias).
 #pragma once
 
 #include <cstdint>
@@ -14,8 +15,7 @@ namespace bytetx::trt {
 
 class FusedMHAPlugin final : public PluginBase<FusedMHAPlugin, contract::FusedMHA> {
  public:
-  // The four required inputs: the optional relative position bias is not a plugin input yet (the
-  // CUDA kernels do not take it).
+  // Without a relative position bias, the four required inputs (the op's other inputs absent).
   static constexpr int32_t kNumInputs = Contract::kNumRequiredInputs;
   static constexpr contract::TensorSpec kTensors[] = {
       Contract::kTensors[Contract::kQkv], Contract::kTensors[Contract::kQkvBias],
@@ -24,8 +24,13 @@ class FusedMHAPlugin final : public PluginBase<FusedMHAPlugin, contract::FusedMH
 
   explicit FusedMHAPlugin(const Contract::Attributes& attributes) : attributes_(attributes) {}
 
+  // With relative_position_max_distance, all of the op's inputs, in its order.
+  bool HasPositionBias() const { return attributes_.relative_position_max_distance.has_value(); }
+  int32_t NumInputs() const { return HasPositionBias() ? Contract::kNumInputs : kNumInputs; }
+  const contract::TensorSpec* Tensors() const { return HasPositionBias() ? Contract::kTensors : kTensors; }
+
   Status Validate(const contract::TensorDesc* inputs, Dims* dims) const {
-    std::vector<contract::TensorDesc> all(inputs, inputs + kNumInputs);
+    std::vector<contract::TensorDesc> all(inputs, inputs + NumInputs());
     all.resize(Contract::kNumInputs, contract::TensorDesc{contract::ElementType::kUnknown, {}, /*present=*/false});
     return Contract::Validate(all.data(), attributes_, contract::Backend::kCuda, dims);
   }
@@ -39,6 +44,7 @@ class FusedMHAPlugin final : public PluginBase<FusedMHAPlugin, contract::FusedMH
   Contract::Attributes attributes_;
   int32_t num_heads_field_ = 0;  // what getFieldsToSerialize points at
   float scale_field_ = 0.0f;
+  int32_t max_distance_field_ = 0;
   FieldList serialized_;         // rebuilt by each call, pointing into this object
 };
 
