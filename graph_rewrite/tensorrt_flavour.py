@@ -30,6 +30,8 @@ METADATA_VALUE = "tensorrt"
 _REMOVE_PADDING_OUTPUTS = 3
 _FUSED_MHA_INPUTS = ("qkv", "qkv_bias", "cu_seqlens", "token_offset")
 _FUSED_MHA_BIAS_INPUTS = ("positions", "relative_position_bias")
+# FusedMHA's rotary embeddings and sliding window, which only the CPU kernel has so far.
+_CPU_ONLY_FUSED_MHA_ATTRIBUTES = ("rotary_frequencies", "sliding_window")
 
 
 class TensorRTFlavour(GraphPass):
@@ -135,6 +137,12 @@ def _add_num_tokens_output(node: gs.Node, names: set[str], index: int) -> str | 
 def _check_fused_mha_inputs(node: gs.Node) -> None:
     """The plugin takes the four required inputs, or all six with the relative position bias (its
     field ``relative_position_max_distance`` says which)."""
+    unsupported = [name for name in _CPU_ONLY_FUSED_MHA_ATTRIBUTES if name in node.attrs]
+    if unsupported:
+        raise RewriteError(
+            f"{describe(node)} has the attribute {unsupported[0]} (a ModernBERT model); the TensorRT plugin "
+            "does not take it yet: run this model with ONNX Runtime on the CPU"
+        )
     with_bias = len(node.inputs) > len(_FUSED_MHA_INPUTS) and any(t.name for t in node.inputs[4:])
     expected = _FUSED_MHA_INPUTS + _FUSED_MHA_BIAS_INPUTS if with_bias else _FUSED_MHA_INPUTS
     if len(node.inputs) != len(expected) or not all(t.name for t in node.inputs[4:]):

@@ -1,13 +1,15 @@
 // FusedMHA's contract (docs/ops.md#fusedmha): multi-head self-attention over the ragged sequences of
 // the packed layout, reading Q, K, V from one [T, 3H] tensor and adding their bias on the fly, with
-// an optional bucketed relative position bias on the scores (MPNet's). Every back end validates its
-// attributes and inputs here.
+// an optional bucketed relative position bias on the scores (MPNet's), optional rotary embeddings of
+// Q and K and an optional sliding window (ModernBERT's), all three by the tokens' positions. Every
+// back end validates its attributes and inputs here.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/contract.h"
 #include "common/op_dims.h"
@@ -23,7 +25,8 @@ struct FusedMHA {
 
   enum Position : int { kQkv, kQkvBias, kCuSeqlens, kTokenOffset, kPositions, kRelativePositionBias, kContext };
   static constexpr int kNumInputs = 6;
-  // Inputs from this position on are optional; positions and relative_position_bias go together.
+  // Inputs from this position on are optional: positions for any of the position features,
+  // relative_position_bias for the bias.
   static constexpr int kNumRequiredInputs = 4;
   static constexpr int kNumOutputs = 1;
   static constexpr TensorSpec kTensors[] = {
@@ -41,6 +44,11 @@ struct FusedMHA {
     std::optional<float> scale;  // absent: 1 / sqrt(head_size)
     // With relative_position_bias: distances from this on share the last bucket of their direction.
     std::optional<int64_t> relative_position_max_distance;
+    // Non-empty: rotates Q and K of every head by the angles positions[t] * rotary_frequencies[c]
+    // (head_size / 2 of them: the model's inverse frequencies, as it computed them).
+    std::vector<float> rotary_frequencies;
+    // Query i attends key j only where |positions[i] - positions[j]| <= sliding_window.
+    std::optional<int64_t> sliding_window;
   };
 
   using Dims = FusedMHADims;
@@ -53,6 +61,14 @@ struct FusedMHA {
       const int64_t max_distance = *attributes.relative_position_max_distance;
       BYTETX_CHECK(max_distance >= 2 && max_distance <= INT32_MAX,
                    "attribute 'relative_position_max_distance' must be in [2, 2^31 - 1], but it is ", max_distance);
+    }
+    for (const float frequency : attributes.rotary_frequencies) {
+      BYTETX_CHECK(std::isfinite(frequency), "attribute 'rotary_frequencies' must hold finite floats, but it holds ",
+                   frequency);
+    }
+    if (attributes.sliding_window) {
+      BYTETX_CHECK(*attributes.sliding_window >= 0 && *attributes.sliding_window <= INT32_MAX,
+                   "attribute 'sliding_window' must be in [0, 2^31 - 1], but it is ", *attributes.sliding_window);
     }
     return Status::Ok();
   }
@@ -92,6 +108,7 @@ struct FusedMHA {
     }
     BYTETX_CHECK(Compatible(inputs[kQkvBias].dims[0], width), "input 'qkv_bias' must have shape [3 * H] = ",
                  ShapeString({width}), " (the width of 'qkv'), but its shape is ", ShapeString(inputs[kQkvBias].dims));
+    BYTETX_RETURN_IF_ERROR(ValidatePositionFeatures(inputs, attributes, backend, *dims));
     BYTETX_RETURN_IF_ERROR(ValidateRelativePositionBias(inputs, attributes, dims));
     if (!Known(dims->batch) || !Known(dims->seq_len)) {
       return Status::Ok();
@@ -109,6 +126,29 @@ struct FusedMHA {
     return Status::Ok();
   }
 
+  // Rotary embeddings and the sliding window read positions; rotary pairs column c with c + d / 2 of
+  // a head, with one frequency per pair. The CUDA kernels take neither yet.
+  static Status ValidatePositionFeatures(const TensorDesc* inputs, const Attributes& attributes, Backend backend,
+                                         const Dims& dims) {
+    const bool rotary = !attributes.rotary_frequencies.empty();
+    const bool window = attributes.sliding_window.has_value();
+    if (!rotary && !window) {
+      return Status::Ok();
+    }
+    BYTETX_CHECK(backend == Backend::kCpu, "the CUDA kernels do not take the attribute '",
+                 rotary ? "rotary_frequencies" : "sliding_window", "' yet: run this model on the CPU");
+    BYTETX_CHECK(inputs[kPositions].present, "the attribute '", rotary ? "rotary_frequencies" : "sliding_window",
+                 "' needs the input 'positions'");
+    BYTETX_CHECK(Compatible(inputs[kPositions].dims[0], inputs[kQkv].dims[0]), "input 'positions' must have shape ",
+                 "[T] = ", ShapeString({inputs[kQkv].dims[0]}), " (the rows of 'qkv'), but its shape is ",
+                 ShapeString(inputs[kPositions].dims));
+    const int64_t pairs = static_cast<int64_t>(attributes.rotary_frequencies.size());
+    BYTETX_CHECK(!rotary || !Known(dims.head_size) || dims.head_size == 2 * pairs,
+                 "the attribute 'rotary_frequencies' must hold head size / 2 floats, one per pair of columns, but it ",
+                 "holds ", pairs, " for head size H / num_heads = ", dims.head_size);
+    return Status::Ok();
+  }
+
   // positions [T] and relative_position_bias [num_buckets, num_heads] come together with the attribute
   // relative_position_max_distance; num_buckets is even and >= 4 (two directions, each with at least
   // one exact distance), and the max distance lies beyond the exact ones (docs/ops.md#fusedmha).
@@ -116,8 +156,12 @@ struct FusedMHA {
                                              Dims* dims) {
     const TensorDesc& positions = inputs[kPositions];
     const TensorDesc& table = inputs[kRelativePositionBias];
-    BYTETX_CHECK(positions.present == table.present, "inputs 'positions' and 'relative_position_bias' go together, ",
-                 "but only '", positions.present ? "positions" : "relative_position_bias", "' is given");
+    BYTETX_CHECK(positions.present || !table.present, "inputs 'positions' and 'relative_position_bias' go together, ",
+                 "but only 'relative_position_bias' is given");
+    BYTETX_CHECK(table.present || !positions.present || !attributes.rotary_frequencies.empty() ||
+                     attributes.sliding_window,
+                 "input 'positions' is given without what reads it: 'relative_position_bias' (with which it goes ",
+                 "together), or the attribute 'rotary_frequencies' or 'sliding_window'");
     BYTETX_CHECK(table.present == attributes.relative_position_max_distance.has_value(),
                  table.present ? "input 'relative_position_bias' needs the attribute 'relative_position_max_distance'"
                                : "attribute 'relative_position_max_distance' is set without the input "

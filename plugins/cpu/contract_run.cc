@@ -28,7 +28,9 @@ Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMH
   const float scale = contract::FusedMHA::Scale(attributes, dims.head_size);
   const RelativePositionBuckets buckets = contract::FusedMHA::Buckets(attributes, dims);
   return RunFusedMHA({qkv, qkv_bias, cu_seqlens, dims, attributes.num_heads, scale, context, positions,
-                      relative_position_bias, buckets},
+                      relative_position_bias, buckets,
+                      attributes.rotary_frequencies.empty() ? nullptr : attributes.rotary_frequencies.data(),
+                      attributes.sliding_window.value_or(-1)},
                      parallel_for);
 }
 

@@ -29,7 +29,7 @@ Status RunRemovePadding(const contract::RemovePadding::Dims& dims, const float* 
                         const ParallelFor& parallel_for);
 
 // Checks cu_seqlens' values (packed::ValidateCuSeqlens) before reading anything through them.
-// positions and relative_position_bias: nullptr without a relative position bias.
+// positions: nullptr without the position features; relative_position_bias: nullptr without the bias.
 Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMHA::Attributes& attributes,
                    const float* qkv, const float* qkv_bias, const int32_t* cu_seqlens, const int32_t* positions,
                    const float* relative_position_bias, float* context, const ParallelFor& parallel_for);

@@ -1,6 +1,7 @@
 #include "cpu/fused_mha.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -107,6 +108,85 @@ void AddOffsetBias(const FusedMHAParams& p, const OffsetBias& offsets, int64_t h
   for (int64_t j = 0; j < len; ++j) {
     const int64_t k = std::clamp<int64_t>(static_cast<int64_t>(positions[j]) - positions[row], -reach, reach);
     scores[j] += table[k + reach];
+  }
+}
+
+// cos and sin of the rotary angles of each position: row r holds cos of the head_size / 2 angles, then
+// their sin. Rows are by position value from `low` where the positions span no more values than there
+// are tokens (slot positions: a row per slot of the padded row), else by token.
+struct RotaryTable {
+  std::vector<float> rows;
+  int64_t half = 0;
+  int64_t low = 0;
+  bool by_position = false;
+
+  const float* Row(int64_t token, int32_t position) const {
+    return rows.data() + (by_position ? position - low : token) * 2 * half;
+  }
+};
+
+// The angles as transformers computes them, the float32 product position * frequency.
+RotaryTable BuildRotaryTable(const FusedMHAParams& p) {
+  RotaryTable rotary;
+  if (p.rotary_frequencies == nullptr || p.dims.num_tokens == 0) {
+    return rotary;
+  }
+  const int64_t d = p.dims.head_size;
+  rotary.half = d / 2;
+  const float* frequencies = p.rotary_frequencies;
+  const auto [low, high] = std::minmax_element(p.positions, p.positions + p.dims.num_tokens);
+  rotary.low = *low;
+  rotary.by_position = static_cast<int64_t>(*high) - *low < p.dims.num_tokens;
+  const int64_t count = rotary.by_position ? static_cast<int64_t>(*high) - *low + 1 : p.dims.num_tokens;
+  rotary.rows.resize(static_cast<size_t>(count * d));
+  for (int64_t r = 0; r < count; ++r) {
+    const float position = static_cast<float>(rotary.by_position ? rotary.low + r : p.positions[r]);
+    float* row = rotary.rows.data() + r * d;
+    for (int64_t c = 0; c < rotary.half; ++c) {
+      const float angle = position * frequencies[c];
+      row[c] = std::cos(angle);
+      row[rotary.half + c] = std::sin(angle);
+    }
+  }
+  return rotary;
+}
+
+// dst[c * stride] for the d columns of one head's q or k row `src` plus `bias`, rotated by `angles`
+// (a RotaryTable row) or not (nullptr), times `factor`: x[c] cos - x[c + d/2] sin, x[c + d/2] cos + x[c] sin.
+void LoadHeadRow(const float* src, const float* bias, const float* angles, int64_t d, float factor, float* dst,
+                 int64_t stride) {
+  if (angles == nullptr) {
+    for (int64_t c = 0; c < d; ++c) {
+      dst[c * stride] = (src[c] + bias[c]) * factor;
+    }
+    return;
+  }
+  const int64_t half = d / 2;
+  const float* sin = angles + half;
+  for (int64_t c = 0; c < half; ++c) {
+    const float x1 = src[c] + bias[c];
+    const float x2 = src[half + c] + bias[half + c];
+    dst[c * stride] = (x1 * angles[c] - x2 * sin[c]) * factor;
+    dst[(half + c) * stride] = (x2 * angles[c] + x1 * sin[c]) * factor;
+  }
+}
+
+// Masks the scores [len] of the query at `row` to the keys within the sliding window of its position.
+void ApplySlidingWindow(int64_t window, const int32_t* positions, bool consecutive, int64_t row, int64_t len,
+                        float* scores) {
+  constexpr float kMasked = -std::numeric_limits<float>::infinity();
+  if (consecutive) {
+    const int64_t low = std::clamp<int64_t>(row - window, 0, len);
+    const int64_t high = std::clamp<int64_t>(row + window + 1, 0, len);
+    std::fill(scores, scores + low, kMasked);
+    std::fill(scores + high, scores + len, kMasked);
+    return;
+  }
+  for (int64_t j = 0; j < len; ++j) {
+    const int64_t distance = static_cast<int64_t>(positions[row]) - positions[j];
+    if (distance > window || distance < -window) {
+      scores[j] = kMasked;
+    }
   }
 }
 
@@ -299,7 +379,8 @@ struct VectorKernels {
     return row_sum;
   }
 
-  static BYTETX_ALWAYS_INLINE void RunTask(const FusedMHAParams& p, const OffsetBias& offsets, const Task& task) {
+  static BYTETX_ALWAYS_INLINE void RunTask(const FusedMHAParams& p, const OffsetBias& offsets,
+                                           const RotaryTable& rotary, const Task& task) {
     const int64_t d = p.dims.head_size;
     const int64_t hidden = p.num_heads * d;
     const int64_t first = p.cu_seqlens[task.sequence];
@@ -322,11 +403,14 @@ struct VectorKernels {
     float* out = Scratch::Grow(s.out, block_rows * d_stride);
     float* sums = Scratch::Grow(s.sums, block_rows);
 
+    const bool rotated = !rotary.rows.empty();
+    const int32_t* positions = p.positions != nullptr ? p.positions + first : nullptr;
     for (int64_t j = 0; j < len; ++j) {
       const float* src_k = seq_q + j * 3 * hidden + hidden;
       const float* src_v = src_k + hidden;
+      LoadHeadRow(src_k, bias_k, rotated ? rotary.Row(first + j, positions[j]) : nullptr, d, 1.0f, k_t + j,
+                  len_stride);
       for (int64_t c = 0; c < d; ++c) {
-        k_t[c * len_stride + j] = src_k[c] + bias_k[c];
         v[j * d_stride + c] = src_v[c] + bias_v[c];
       }
       std::fill(v + j * d_stride + d, v + j * d_stride + padded_d, 0.0f);
@@ -334,23 +418,26 @@ struct VectorKernels {
     for (int64_t c = 0; c < d; ++c) {
       std::fill(k_t + c * len_stride + len, k_t + c * len_stride + padded_len, 0.0f);
     }
-    const int32_t* positions = p.dims.num_buckets > 0 ? p.positions + first : nullptr;
+    const bool biased = p.dims.num_buckets > 0;
+    const bool windowed = p.sliding_window >= 0;
     bool consecutive = true;
-    for (int64_t j = 1; positions != nullptr && j < len; ++j) {
+    for (int64_t j = 1; (biased || windowed) && j < len; ++j) {
       consecutive = consecutive && positions[j] == static_cast<int64_t>(positions[0]) + j;
     }
 
     for (int64_t row_begin = task.row_begin; row_begin < task.row_end; row_begin += block_rows) {
       const int64_t rows = std::min(block_rows, task.row_end - row_begin);
       for (int64_t i = 0; i < rows; ++i) {
-        const float* src = seq_q + (row_begin + i) * 3 * hidden;
-        for (int64_t c = 0; c < d; ++c) {
-          q[i * d + c] = (src[c] + bias_q[c]) * p.scale;
-        }
+        const int64_t row = row_begin + i;
+        LoadHeadRow(seq_q + row * 3 * hidden, bias_q, rotated ? rotary.Row(first + row, positions[row]) : nullptr, d,
+                    p.scale, q + i * d, 1);
       }
       Gemm(rows, padded_len, d, q, d, k_t, len_stride, scores, len_stride);
-      for (int64_t i = 0; positions != nullptr && i < rows; ++i) {
+      for (int64_t i = 0; biased && i < rows; ++i) {
         AddOffsetBias(p, offsets, task.head, positions, consecutive, row_begin + i, len, scores + i * len_stride);
+      }
+      for (int64_t i = 0; windowed && i < rows; ++i) {
+        ApplySlidingWindow(p.sliding_window, positions, consecutive, row_begin + i, len, scores + i * len_stride);
       }
       for (int64_t i = 0; i < rows; ++i) {
         sums[i] = SoftmaxNumerator(scores + i * len_stride, len, padded_len);
@@ -366,24 +453,26 @@ struct VectorKernels {
   }
 };
 
-using RunTaskFn = void (*)(const FusedMHAParams& p, const OffsetBias& offsets, const Task& task);
+using RunTaskFn = void (*)(const FusedMHAParams& p, const OffsetBias& offsets, const RotaryTable& rotary,
+                          const Task& task);
 
 // One entry point per ISA, each compiled for it; always-inline code takes the ISA of its caller.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define BYTETX_X86_ISAS 1
 __attribute__((target("arch=x86-64-v4"))) void RunTaskAvx512(const FusedMHAParams& p, const OffsetBias& offsets,
-                                                              const Task& task) {
-  VectorKernels<16, 8>::RunTask(p, offsets, task);  // 8 x 2 zmm accumulators of 32 registers
+                                                              const RotaryTable& rotary, const Task& task) {
+  VectorKernels<16, 8>::RunTask(p, offsets, rotary, task);  // 8 x 2 zmm accumulators of 32 registers
 }
 
 __attribute__((target("arch=x86-64-v3"))) void RunTaskAvx2(const FusedMHAParams& p, const OffsetBias& offsets,
-                                                            const Task& task) {
-  VectorKernels<8, 6>::RunTask(p, offsets, task);  // 6 x 2 ymm accumulators of 16 registers
+                                                            const RotaryTable& rotary, const Task& task) {
+  VectorKernels<8, 6>::RunTask(p, offsets, rotary, task);  // 6 x 2 ymm accumulators of 16 registers
 }
 #endif
 
-void RunTaskBaseline(const FusedMHAParams& p, const OffsetBias& offsets, const Task& task) {
-  VectorKernels<4, 6>::RunTask(p, offsets, task);
+void RunTaskBaseline(const FusedMHAParams& p, const OffsetBias& offsets, const RotaryTable& rotary,
+                     const Task& task) {
+  VectorKernels<4, 6>::RunTask(p, offsets, rotary, task);
 }
 
 // The ISA the CPU has, or the one BYTETX_CPU_ISA names (to compare paths, or avoid one).
@@ -455,7 +544,8 @@ Status RunFusedMHA(const FusedMHAParams& p, const ParallelFor& parallel_for) {
     }
   }
   const OffsetBias offsets = BuildOffsetBias(p);
-  return parallel_for(tasks.size(), [&](size_t index) { isa.run_task(p, offsets, tasks[index]); });
+  const RotaryTable rotary = BuildRotaryTable(p);
+  return parallel_for(tasks.size(), [&](size_t index) { isa.run_task(p, offsets, rotary, tasks[index]); });
 }
 
 }  // namespace bytetx::cpu

@@ -1,6 +1,7 @@
 // FusedMHA on the CPU: multi-head self-attention over the ragged sequences of the packed layout
 // (common/packed_layout.h), reading Q, K and V from one [T, 3H] tensor and adding their bias on the fly,
-// with an optional relative position bias on the scores (common/relative_position.h).
+// with an optional relative position bias on the scores (common/relative_position.h), optional rotary
+// embeddings of Q and K, and an optional sliding window, all by the tokens' positions.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,11 @@ struct FusedMHAParams {
   const int32_t* positions = nullptr;               // [T], any values
   const float* relative_position_bias = nullptr;    // [num_buckets, num_heads]
   RelativePositionBuckets buckets;
+  // Non-null: q and k (bias added) of token t rotated by the float32 angles positions[t] *
+  // rotary_frequencies[c], pairing columns c and c + head_size / 2.
+  const float* rotary_frequencies = nullptr;  // [head_size / 2]
+  // With sliding_window >= 0: query i attends key j only where |positions[i] - positions[j]| <= it.
+  int64_t sliding_window = -1;
 };
 
 // Each sequence's output depends only on that sequence: not on the batch around it, the thread

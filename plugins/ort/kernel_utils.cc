@@ -1,6 +1,8 @@
 #include "ort/kernel_utils.h"
 
+#include <optional>
 #include <stdexcept>
+#include <vector>
 
 namespace bytetx::ort {
 namespace {
@@ -30,34 +32,69 @@ OrtStatusPtr MakeOrtStatus(OrtErrorCode code, const char* op, const char* messag
   }
 }
 
+namespace {
+
+// An optional float attribute: absent, or a float; an int of that name is refused, not taken as absent.
+Status ReadOptionalFloat(const OrtApi& api, const OrtKernelInfo* info, const char* name, std::optional<float>* out) {
+  float value = 0.0f;
+  if (Ort::Status(api.KernelInfoGetAttribute_float(info, name, &value)).IsOK()) {
+    *out = value;
+    return Status::Ok();
+  }
+  int64_t int_value = 0;
+  BYTETX_CHECK(!Ort::Status(api.KernelInfoGetAttribute_int64(info, name, &int_value)).IsOK(), "attribute '", name,
+               "' must be a float, but it is the int ", int_value);
+  *out = std::nullopt;
+  return Status::Ok();
+}
+
+// An optional int attribute, as ReadOptionalFloat.
+Status ReadOptionalInt(const OrtApi& api, const OrtKernelInfo* info, const char* name, std::optional<int64_t>* out) {
+  int64_t value = 0;
+  if (Ort::Status(api.KernelInfoGetAttribute_int64(info, name, &value)).IsOK()) {
+    *out = value;
+    return Status::Ok();
+  }
+  float float_value = 0.0f;
+  BYTETX_CHECK(!Ort::Status(api.KernelInfoGetAttribute_float(info, name, &float_value)).IsOK(), "attribute '", name,
+               "' must be an int, but it is the float ", float_value);
+  *out = std::nullopt;
+  return Status::Ok();
+}
+
+// An optional list of floats: absent (or empty), or floats; a float, an int or ints of that name are
+// refused. (ONNX Runtime answers the size query of a scalar or int list with size 0, not an error.)
+Status ReadOptionalFloats(const OrtApi& api, const OrtKernelInfo* info, const char* name, std::vector<float>* out) {
+  out->clear();
+  size_t size = 0;
+  if (Ort::Status(api.KernelInfoGetAttributeArray_float(info, name, nullptr, &size)).IsOK() && size > 0) {
+    out->resize(size);
+    const Ort::Status status(api.KernelInfoGetAttributeArray_float(info, name, out->data(), &size));
+    BYTETX_CHECK(status.IsOK(), "attribute '", name, "' must be a list of floats: ", status.GetErrorMessage());
+    return Status::Ok();
+  }
+  float value = 0.0f;
+  int64_t int_value = 0;
+  size_t int_count = 0;
+  const bool other_type = Ort::Status(api.KernelInfoGetAttribute_float(info, name, &value)).IsOK() ||
+                          Ort::Status(api.KernelInfoGetAttribute_int64(info, name, &int_value)).IsOK() ||
+                          (Ort::Status(api.KernelInfoGetAttributeArray_int64(info, name, nullptr, &int_count)).IsOK() &&
+                           int_count > 0);
+  BYTETX_CHECK(!other_type, "attribute '", name, "' must be a list of floats");
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status ReadFusedMHAAttributes(const OrtApi& api, const OrtKernelInfo* info,
                               contract::FusedMHA::Attributes* attributes) {
   const Ort::Status heads_status(api.KernelInfoGetAttribute_int64(info, "num_heads", &attributes->num_heads));
   BYTETX_CHECK(heads_status.IsOK(), "attribute 'num_heads' (int) is required: ", heads_status.GetErrorMessage());
-
-  float value = 0.0f;
-  const Ort::Status scale_status(api.KernelInfoGetAttribute_float(info, "scale", &value));
-  if (scale_status.IsOK()) {
-    attributes->scale = value;
-  } else {
-    int64_t int_value = 0;
-    const Ort::Status int_status(api.KernelInfoGetAttribute_int64(info, "scale", &int_value));
-    BYTETX_CHECK(!int_status.IsOK(), "attribute 'scale' must be a float, but it is the int ", int_value);
-    attributes->scale = std::nullopt;
-  }
-
-  int64_t max_distance = 0;
-  const Ort::Status distance_status(
-      api.KernelInfoGetAttribute_int64(info, "relative_position_max_distance", &max_distance));
-  if (distance_status.IsOK()) {
-    attributes->relative_position_max_distance = max_distance;
-  } else {
-    const Ort::Status float_status(api.KernelInfoGetAttribute_float(info, "relative_position_max_distance", &value));
-    BYTETX_CHECK(!float_status.IsOK(), "attribute 'relative_position_max_distance' must be an int, but it is the "
-                 "float ", value);
-    attributes->relative_position_max_distance = std::nullopt;
-  }
-  return Status::Ok();
+  BYTETX_RETURN_IF_ERROR(ReadOptionalFloat(api, info, "scale", &attributes->scale));
+  BYTETX_RETURN_IF_ERROR(
+      ReadOptionalInt(api, info, "relative_position_max_distance", &attributes->relative_position_max_distance));
+  BYTETX_RETURN_IF_ERROR(ReadOptionalFloats(api, info, "rotary_frequencies", &attributes->rotary_frequencies));
+  return ReadOptionalInt(api, info, "sliding_window", &attributes->sliding_window);
 }
 
 ParallelFor OrtParallelFor(OrtKernelContext* context) { return ParallelFor(&RunOnIntraOpPool, context); }

@@ -43,8 +43,9 @@ OrtStatusPtr Guarded(const char* op, const Fn& fn) noexcept {
 contract::ElementType ToElementType(ONNXTensorElementDataType type);
 ONNXTensorElementDataType ToOrtType(contract::ElementType type);
 
-// FusedMHA's attributes as the node gives them: num_heads (int, required), scale (float, optional) and
-// relative_position_max_distance (int, optional); an optional attribute of another type is refused
+// FusedMHA's attributes as the node gives them: num_heads (int, required), scale (float, optional),
+// relative_position_max_distance and sliding_window (int, optional), rotary_frequencies (floats,
+// optional); an optional attribute of another type is refused
 // rather than taken as absent. The contract checks their values.
 Status ReadFusedMHAAttributes(const OrtApi& api, const OrtKernelInfo* info, contract::FusedMHA::Attributes* attributes);
 

@@ -108,8 +108,8 @@ def test_fused_mha_relative_position_bias_matches_the_reference(lib, kind):
 
 
 def test_fused_mha_refuses_half_a_relative_position_bias(lib):
-    with pytest.raises(kernels.InvalidKernelArgument, match="FusedMHA: inputs 'positions' and "
-                                                           "'relative_position_bias' go together"):
+    with pytest.raises(kernels.InvalidKernelArgument, match="FusedMHA: input 'positions' is given without what reads it: "
+                                                           "'relative_position_bias' \\(with which it goes together\\)"):
         lib.fused_mha(kernels.CPU, ref(np.zeros((6, 48), np.float32)), ref(np.zeros(48, np.float32)),
                       ref(np.array([0, 3, 6], np.int32)), ref(np.zeros((2, 4), np.int32)), 2, None,
                       ref(np.zeros((6, 16), np.float32)), positions=ref(np.zeros(6, np.int32)),

@@ -171,3 +171,13 @@ def test_a_broken_relative_position_bias_is_refused(rewritten_mpnet, change, mes
         node.attribute.extend(kept)
     with pytest.raises(RewriteError, match=f"FusedMHA node '{node.name}' {message}"):
         to_tensorrt(model)
+
+
+@pytest.mark.parametrize("attribute, value", [("rotary_frequencies", [1.0, 0.5]), ("sliding_window", 64)])
+def test_attention_the_plugin_does_not_take_yet_is_refused(rewritten, attribute, value):
+    model = copy_of(rewritten)
+    node = next(n for n in model.graph.node if n.op_type == "FusedMHA")
+    node.attribute.append(onnx.helper.make_attribute(attribute, value))
+    with pytest.raises(RewriteError, match=f"FusedMHA node '{node.name}' has the attribute {attribute} "
+                                           "\\(a ModernBERT model\\); the TensorRT plugin does not take it yet"):
+        to_tensorrt(model)

@@ -3,6 +3,7 @@ time is the op's own (ONNX Runtime would otherwise reject bad shapes before the 
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
@@ -93,3 +94,25 @@ def pipeline_model(num_heads: int, scale: float | None = None) -> bytes:
         _rebuild_padding("context"),
     ]
     return _model(nodes, {"qkv": FLOAT, "qkv_bias": FLOAT, "attention_mask": INT64}, {"output": FLOAT})
+
+
+def rotary_window_model(num_heads: int, rotary_frequencies=None,
+                        sliding_window: int | float | None = None, positions: bool = True,
+                        max_distance: int | None = None) -> bytes:
+    """FusedMHA with rotary embeddings (their frequencies) and/or a sliding window (None leaves the
+    attribute out), reading ``positions`` unless False; with ``max_distance``, the relative position
+    bias too."""
+    attrs = {"num_heads": num_heads}
+    for name, value in (("rotary_frequencies", rotary_frequencies), ("sliding_window", sliding_window),
+                        ("relative_position_max_distance", max_distance)):
+        if value is not None:
+            attrs[name] = value.tolist() if isinstance(value, np.ndarray) else value
+    names = ["qkv", "qkv_bias", "cu_seqlens", "token_offset", "positions" if positions else ""]
+    inputs = {"qkv": FLOAT, "qkv_bias": FLOAT, "cu_seqlens": INT32, "token_offset": INT32}
+    if positions:
+        inputs["positions"] = INT32
+    if max_distance is not None:
+        names.append("relative_position_bias")
+        inputs["relative_position_bias"] = FLOAT
+    node = helper.make_node("FusedMHA", names, ["context"], domain=DOMAIN, **attrs)
+    return _model([node], inputs, {"context": FLOAT})

@@ -19,11 +19,6 @@ NUM_BUCKETS = 32
 MAX_DISTANCE = 128
 
 
-def slot_positions(token_offset: np.ndarray, num_tokens: int) -> np.ndarray:
-    """Each packed token's slot in its padded row, as transformers numbers MPNet's positions."""
-    return (token_offset.reshape(-1)[:num_tokens] % token_offset.shape[1]).astype(np.int32)
-
-
 def case(batch, seq_len, num_heads, head_size, kind, seed, num_buckets=NUM_BUCKETS):
     rng = np.random.default_rng(seed)
     mask = make_mask(batch, seq_len, kind, seed)
@@ -35,7 +30,7 @@ def case(batch, seq_len, num_heads, head_size, kind, seed, num_buckets=NUM_BUCKE
         "qkv_bias": (0.5 * rng.standard_normal(3 * hidden)).astype(np.float32),
         "cu_seqlens": cu_seqlens,
         "token_offset": token_offset,
-        "positions": slot_positions(token_offset, num_tokens),
+        "positions": reference.slot_positions(token_offset, num_tokens),
         "relative_position_bias": (2.0 * rng.standard_normal((num_buckets, num_heads))).astype(np.float32),
     }
 
@@ -117,7 +112,7 @@ FEEDS = case(2, 8, 2, 32, "full", seed=0)
     "model_args, feeds, message",
     [
         ((2, MAX_DISTANCE, True, False), {k: v for k, v in FEEDS.items() if k != "relative_position_bias"},
-         "inputs 'positions' and 'relative_position_bias' go together, but only 'positions' is given"),
+         "input 'positions' is given without what reads it: 'relative_position_bias' (with which it goes together)"),
         ((2, None), FEEDS, "input 'relative_position_bias' needs the attribute 'relative_position_max_distance'"),
         ((2, MAX_DISTANCE), {**FEEDS, "relative_position_bias": FEEDS["relative_position_bias"][:31]},
          "must have an even number of buckets >= 4 (rows), but its shape is [31, 2]"),
