@@ -108,7 +108,7 @@ struct FusedMHA {
     }
     BYTETX_CHECK(Compatible(inputs[kQkvBias].dims[0], width), "input 'qkv_bias' must have shape [3 * H] = ",
                  ShapeString({width}), " (the width of 'qkv'), but its shape is ", ShapeString(inputs[kQkvBias].dims));
-    BYTETX_RETURN_IF_ERROR(ValidatePositionFeatures(inputs, attributes, backend, *dims));
+    BYTETX_RETURN_IF_ERROR(ValidatePositionFeatures(inputs, attributes, *dims));
     BYTETX_RETURN_IF_ERROR(ValidateRelativePositionBias(inputs, attributes, dims));
     if (!Known(dims->batch) || !Known(dims->seq_len)) {
       return Status::Ok();
@@ -127,16 +127,13 @@ struct FusedMHA {
   }
 
   // Rotary embeddings and the sliding window read positions; rotary pairs column c with c + d / 2 of
-  // a head, with one frequency per pair. The CUDA kernels take neither yet.
-  static Status ValidatePositionFeatures(const TensorDesc* inputs, const Attributes& attributes, Backend backend,
-                                         const Dims& dims) {
+  // a head, with one frequency per pair.
+  static Status ValidatePositionFeatures(const TensorDesc* inputs, const Attributes& attributes, const Dims& dims) {
     const bool rotary = !attributes.rotary_frequencies.empty();
     const bool window = attributes.sliding_window.has_value();
     if (!rotary && !window) {
       return Status::Ok();
     }
-    BYTETX_CHECK(backend == Backend::kCpu, "the CUDA kernels do not take the attribute '",
-                 rotary ? "rotary_frequencies" : "sliding_window", "' yet: run this model on the CPU");
     BYTETX_CHECK(inputs[kPositions].present, "the attribute '", rotary ? "rotary_frequencies" : "sliding_window",
                  "' needs the input 'positions'");
     BYTETX_CHECK(Compatible(inputs[kPositions].dims[0], inputs[kQkv].dims[0]), "input 'positions' must have shape ",

@@ -21,8 +21,11 @@ Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMH
                    const int32_t* positions, const void* relative_position_bias, void* context, cudaStream_t stream) {
   const float scale = contract::FusedMHA::Scale(attributes, dims.head_size);
   const RelativePositionBuckets buckets = contract::FusedMHA::Buckets(attributes, dims);
+  const float* rotary_frequencies =
+      attributes.rotary_frequencies.empty() ? nullptr : attributes.rotary_frequencies.data();
   const FusedMHAParams params{dtype,   qkv,       qkv_bias,  cu_seqlens, dims, attributes.num_heads, scale,
-                              context, positions, relative_position_bias, buckets};
+                              context, positions, relative_position_bias, buckets, rotary_frequencies,
+                              attributes.sliding_window.value_or(-1)};
   return CheckedLaunch(CheckFusedMHAParams, LaunchFusedMHA, params, stream, "launching the FusedMHA kernel");
 }
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import ml_dtypes
 import numpy as np
 from fixtures.masks import make_mask
-from fixtures.reference import fused_mha
+from fixtures.reference import fused_mha, rotary_frequencies
 
 from .harness import (
     Library,
@@ -202,7 +202,9 @@ class MhaCase:
 
     With ``num_buckets`` > 0, a relative position bias of that many buckets and ``max_distance``
     (docs/ops.md#fusedmha) on positions counting from a random start in each sequence (left padding);
-    ``position_gaps`` > 0 leaves random holes of up to that many positions between tokens."""
+    ``position_gaps`` > 0 leaves random holes of up to that many positions between tokens. With
+    ``rotary_theta``, rotary embeddings of Q and K with that base's default frequencies; with
+    ``sliding_window`` >= 0, that window; both on the same positions."""
 
     lengths: tuple[int, ...]
     heads: int
@@ -213,6 +215,8 @@ class MhaCase:
     num_buckets: int = 0
     max_distance: int = 128
     position_gaps: int = 0
+    rotary_theta: float | None = None
+    sliding_window: int = -1
 
     @property
     def seq_len(self) -> int:
@@ -232,7 +236,9 @@ def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: 
     cu_seqlens = np.concatenate([[0], np.cumsum(case.lengths)]).astype(np.int32)
 
     biased = case.num_buckets > 0
-    positions = _positions(rng, case) if biased else np.zeros(0, np.int32)
+    rotary = None if case.rotary_theta is None else rotary_frequencies(d, case.rotary_theta)
+    positioned = biased or rotary is not None or case.sliding_window >= 0
+    positions = _positions(rng, case) if positioned else np.zeros(0, np.int32)
     table = (rng.standard_normal((case.num_buckets, case.heads)) * 2.0).astype(dt)
 
     qkv_buffer = lib.buffers.of("qkv", qkv)
@@ -241,13 +247,16 @@ def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: 
     context = lib.buffers.empty("context", (tokens, hidden), dt)
     buffers = [qkv_buffer, bias_buffer, cu, context]
     position_buffer = table_buffer = None
-    if biased:
+    if positioned:
         position_buffer = lib.buffers.of("positions", positions)
+        buffers.append(position_buffer)
+    if biased:
         table_buffer = lib.buffers.of("relative_position_bias", table)
-        buffers += [position_buffer, table_buffer]
+        buffers.append(table_buffer)
     lib.launch(
         "emu_fused_mha", code, qkv_buffer, bias_buffer, cu, batch, seq_len, tokens, case.heads, d, scale, context,
-        MHA_KERNELS[kernel], position_buffer, table_buffer, case.num_buckets, case.max_distance,
+        MHA_KERNELS[kernel], position_buffer, table_buffer, case.num_buckets, case.max_distance, rotary,
+        case.sliding_window,
     )
     check_guards(*buffers)
     out = context.read(dt, (tokens, hidden))
@@ -260,15 +269,18 @@ def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: 
     table32 = np.ascontiguousarray(table.astype(np.float32))
     status = lib.call(
         "cpu_fused_mha", qkv32, bias32, cu_seqlens, batch, tokens, case.heads, d, scale, ref,
-        positions if biased else None, table32 if biased else None, case.num_buckets, case.max_distance,
+        positions if positioned else None, table32 if biased else None, case.num_buckets, case.max_distance,
+        rotary, case.sliding_window,
     )
     assert status == 0
     what = f"FusedMHA {dtype} {kernel} {case}"
-    position_bias = (
-        {"positions": positions, "relative_position_bias": table32, "max_distance": case.max_distance}
-        if biased
-        else {}
-    )
+    position_bias = {"positions": positions} if positioned else {}
+    if biased:
+        position_bias.update(relative_position_bias=table32, max_distance=case.max_distance)
+    if rotary is not None:
+        position_bias["rotary_frequencies"] = rotary
+    if case.sliding_window >= 0:
+        position_bias["sliding_window"] = case.sliding_window
     if dtype == "float32":
         # The float32 CPU op is the reference in the kernel's own precision, float64 the exact one.
         exact = fused_mha(qkv32, bias32, cu_seqlens, case.heads, scale, **position_bias)

@@ -47,7 +47,8 @@ bytetx::cuda::FusedMHAParams MhaParams(int dtype, const void* qkv, const void* b
                                        int64_t batch, int64_t seq_len, int64_t num_tokens, int64_t num_heads,
                                        int64_t head_size, float scale, void* context, int kernel,
                                        const int32_t* positions, const void* table, int64_t num_buckets,
-                                       int64_t max_distance) {
+                                       int64_t max_distance, const float* rotary_frequencies,
+                                       int64_t sliding_window) {
   bytetx::cuda::FusedMHAParams p;
   p.dtype = ToDataType(dtype);
   p.qkv = qkv;
@@ -58,9 +59,13 @@ bytetx::cuda::FusedMHAParams MhaParams(int dtype, const void* qkv, const void* b
   p.scale = scale;
   p.context = context;
   if (num_buckets > 0) {
-    p.positions = positions;
     p.relative_position_bias = table;
     p.buckets = bytetx::MakeRelativePositionBuckets(num_buckets, max_distance);
+  }
+  p.rotary_frequencies = rotary_frequencies;
+  p.sliding_window = sliding_window;
+  if (num_buckets > 0 || rotary_frequencies != nullptr || sliding_window >= 0) {
+    p.positions = positions;
   }
   p.kernel = kernel == kShort   ? bytetx::cuda::FusedMHAKernel::kShort
              : kernel == kTiled ? bytetx::cuda::FusedMHAKernel::kTiled
@@ -116,10 +121,11 @@ EMU_EXPORT int emu_rebuild_padding(int dtype, const void* packed, const int32_t*
 EMU_EXPORT int emu_fused_mha(int dtype, const void* qkv, const void* bias, const int32_t* cu_seqlens, int64_t batch,
                              int64_t seq_len, int64_t num_tokens, int64_t num_heads, int64_t head_size, float scale,
                              void* context, int kernel, const int32_t* positions, const void* table,
-                             int64_t num_buckets, int64_t max_distance) {
+                             int64_t num_buckets, int64_t max_distance, const float* rotary_frequencies,
+                             int64_t sliding_window) {
   const bytetx::cuda::FusedMHAParams p =
       MhaParams(dtype, qkv, bias, cu_seqlens, batch, seq_len, num_tokens, num_heads, head_size, scale, context, kernel,
-                positions, table, num_buckets, max_distance);
+                positions, table, num_buckets, max_distance, rotary_frequencies, sliding_window);
   if (kernel != kFmaAsOnSm75) {
     return bytetx::cuda::LaunchFusedMHA(p, nullptr);
   }
@@ -138,7 +144,7 @@ EMU_EXPORT int emu_fused_mha(int dtype, const void* qkv, const void* bias, const
 EMU_EXPORT int emu_fused_mha_selected(int dtype, int64_t seq_len, int64_t head_size, int kernel) {
   const bytetx::cuda::FusedMHAParams p =
       MhaParams(dtype, nullptr, nullptr, nullptr, 1, seq_len, 0, 1, head_size, 1.0f, nullptr, kernel, nullptr, nullptr,
-                0, 0);
+                0, 0, nullptr, -1);
   return bytetx::cuda::SelectFusedMHAKernel(p) == bytetx::cuda::FusedMHAKernel::kShort ? kShort : kTiled;
 }
 
@@ -151,16 +157,24 @@ EMU_EXPORT int cpu_remove_padding(const float* input, const void* mask, int mask
 }
 
 // Every sequence is at most T long, the bound its cu_seqlens check gets. num_buckets 0: no relative
-// position bias.
+// position bias; rotary_frequencies nullptr: no rotary embeddings; sliding_window < 0: no window.
 EMU_EXPORT int cpu_fused_mha(const float* qkv, const float* bias, const int32_t* cu_seqlens, int64_t batch,
                              int64_t num_tokens, int64_t num_heads, int64_t head_size, float scale, float* context,
-                             const int32_t* positions, const float* table, int64_t num_buckets, int64_t max_distance) {
+                             const int32_t* positions, const float* table, int64_t num_buckets, int64_t max_distance,
+                             const float* rotary_frequencies, int64_t sliding_window) {
   const bytetx::contract::FusedMHA::Dims dims{num_tokens, num_heads * head_size, head_size, batch, num_tokens,
                                               num_buckets};
   const bool biased = num_buckets > 0;
-  const bytetx::contract::FusedMHA::Attributes attributes{
+  bytetx::contract::FusedMHA::Attributes attributes{
       num_heads, scale, biased ? std::optional<int64_t>(max_distance) : std::nullopt};
-  return ToInt(bytetx::cpu::RunFusedMHA(dims, attributes, qkv, bias, cu_seqlens, biased ? positions : nullptr,
+  if (rotary_frequencies != nullptr) {
+    attributes.rotary_frequencies.assign(rotary_frequencies, rotary_frequencies + head_size / 2);
+  }
+  if (sliding_window >= 0) {
+    attributes.sliding_window = sliding_window;
+  }
+  const bool positioned = biased || rotary_frequencies != nullptr || sliding_window >= 0;
+  return ToInt(bytetx::cpu::RunFusedMHA(dims, attributes, qkv, bias, cu_seqlens, positioned ? positions : nullptr,
                                         biased ? table : nullptr, context, bytetx::ParallelFor::Serial()));
 }
 

@@ -43,6 +43,19 @@ CASES = {
     "position_bias_holes": MhaCase((50, 33), 2, 64, num_buckets=32, position_gaps=5),
     "position_bias_d128": MhaCase((65, 3), 1, 128, num_buckets=32, position_gaps=2),
     "position_bias_few_buckets": MhaCase((30, 0, 12), 3, 32, num_buckets=4, max_distance=3),
+    # ModernBERT's rotary embeddings (local and global bases) and sliding window: windows shorter and
+    # longer than the sequences, edges at the 32- and 64-key tiles, whole key tiles outside a query's
+    # window (the online softmax's fully masked tiles), holes counting toward the distance.
+    "rotary": MhaCase((17, 64, 1), 2, 64, rotary_theta=10000.0),
+    "rotary_global_d32": MhaCase((100, 31), 2, 32, rotary_theta=160000.0),
+    "rotary_d128": MhaCase((40, 3), 1, 128, rotary_theta=10000.0, position_gaps=3),
+    "window_short": MhaCase((200, 90, 5), 2, 64, sliding_window=16),
+    "window_tile_edge": MhaCase((130, 33), 2, 32, sliding_window=32),
+    "window_longer_than_sequences": MhaCase((20, 60), 2, 64, sliding_window=64),
+    "window_zero": MhaCase((40, 1), 1, 64, sliding_window=0),
+    "window_holes": MhaCase((150,), 2, 64, sliding_window=20, position_gaps=4),
+    "rotary_window": MhaCase((300, 65), 2, 64, rotary_theta=10000.0, sliding_window=64),
+    "rotary_window_bias": MhaCase((80, 129), 2, 32, rotary_theta=10000.0, sliding_window=24, num_buckets=32),
 }
 VARIANTS = [
     ("float32", "auto"),
@@ -104,7 +117,7 @@ def _launch(
     context = lib.buffers.empty("context", (tokens, hidden), dt)
     status = lib.call(
         "emu_fused_mha", code, qkv, bias, cu, len(lengths), seq_len, tokens, heads, head_size,
-        1 / math.sqrt(head_size), context, checks.MHA_KERNELS[kernel], None, None, 0, 0,
+        1 / math.sqrt(head_size), context, checks.MHA_KERNELS[kernel], None, None, 0, 0, None, -1,
     )
     return status, [qkv, bias, cu, context]
 
@@ -130,7 +143,8 @@ def test_launcher_refuses_a_missing_bias(lib):
     cu = lib.buffers.of("cu_seqlens", np.array([0, 4], np.int32))
     context = lib.buffers.empty("context", (4, 64), dt)
     status = lib.call(
-        "emu_fused_mha", code, qkv, None, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"], None, None, 0, 0
+        "emu_fused_mha", code, qkv, None, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"], None, None, 0, 0,
+        None, -1,
     )
     assert status == 1  # cudaErrorInvalidValue
 
@@ -150,27 +164,47 @@ def test_launcher_refuses_a_bad_position_bias(lib, num_buckets, max_distance, wi
     table = lib.buffers.of("relative_position_bias", np.zeros((num_buckets, 1), dt)) if with_table else None
     status = lib.call(
         "emu_fused_mha", code, qkv, bias, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"],
-        positions, table, num_buckets, max_distance,
+        positions, table, num_buckets, max_distance, None, -1,
+    )
+    assert status == 1  # cudaErrorInvalidValue
+
+
+@pytest.mark.parametrize(("rotary", "window"), [(True, -1), (False, 4), (False, -2)],
+                         ids=["rotary_without_positions", "window_without_positions", "window_below_minus_one"])
+def test_launcher_refuses_bad_position_features(lib, rotary, window):
+    code, dt = checks.DTYPES["float16"]
+    qkv = lib.buffers.of("qkv", np.ones((4, 3 * 64), dt))
+    bias = lib.buffers.of("qkv_bias", np.zeros(3 * 64, dt))
+    cu = lib.buffers.of("cu_seqlens", np.array([0, 4], np.int32))
+    context = lib.buffers.empty("context", (4, 64), dt)
+    frequencies = np.ones(32, np.float32) if rotary else None
+    positions = lib.buffers.of("positions", np.arange(4, dtype=np.int32)) if window < -1 else None
+    status = lib.call(
+        "emu_fused_mha", code, qkv, bias, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"],
+        positions, None, 0, 0, frequencies, window,
     )
     assert status == 1  # cudaErrorInvalidValue
 
 
 @pytest.mark.parametrize(
-    ("dtype", "kernel", "num_buckets"),
+    ("dtype", "kernel", "num_buckets", "rotary_window"),
     [
-        ("float32", "auto", 0),
-        ("float16", "short", 0),
-        ("float16", "tiled", 0),
-        ("bfloat16", "fma_sm75", 0),
-        ("float32", "auto", 32),
-        ("float16", "short", 32),
-        ("bfloat16", "tiled", 32),
+        ("float32", "auto", 0, False),
+        ("float16", "short", 0, False),
+        ("float16", "tiled", 0, False),
+        ("bfloat16", "fma_sm75", 0, False),
+        ("float32", "auto", 32, False),
+        ("float16", "short", 32, False),
+        ("bfloat16", "tiled", 32, False),
+        ("float32", "auto", 0, True),
+        ("float16", "short", 0, True),
+        ("bfloat16", "tiled", 32, True),
     ],
 )
-def test_broken_cu_seqlens_stay_in_bounds(lib, dtype, kernel, num_buckets):
+def test_broken_cu_seqlens_stay_in_bounds(lib, dtype, kernel, num_buckets, rotary_window):
     """cu_seqlens the host cannot check (a length above S, a sequence past the rows of qkv): the kernels
     clamp them, so results are unspecified but no memory outside the tensors is written; with the
-    bias, positions are read only for rows of the clamped sequences."""
+    position features, positions are read only for rows of the clamped sequences."""
     code, dt = checks.DTYPES[dtype]
     seq_len, rows, heads, head_size = 16, 40, 2, 32
     qkv = lib.buffers.of("qkv", np.ones((rows, 3 * heads * head_size), dt))
@@ -179,12 +213,15 @@ def test_broken_cu_seqlens_stay_in_bounds(lib, dtype, kernel, num_buckets):
     context = lib.buffers.empty("context", (rows, heads * head_size), dt)
     buffers = [qkv, bias, cu, context]
     positions = table = None
-    if num_buckets:
+    if num_buckets or rotary_window:
         positions = lib.buffers.of("positions", np.arange(rows, dtype=np.int32) * 7)
+        buffers.append(positions)
+    if num_buckets:
         table = lib.buffers.of("relative_position_bias", np.ones((num_buckets, heads), dt))
-        buffers += [positions, table]
+        buffers.append(table)
+    frequencies = np.linspace(1.0, 1e-4, head_size // 2).astype(np.float32) if rotary_window else None
     lib.launch(
         "emu_fused_mha", code, qkv, bias, cu, 3, seq_len, rows, heads, head_size, 0.5, context,
-        checks.MHA_KERNELS[kernel], positions, table, num_buckets, 128,
+        checks.MHA_KERNELS[kernel], positions, table, num_buckets, 128, frequencies, 20 if rotary_window else -1,
     )
     harness.check_guards(*buffers)

@@ -15,6 +15,8 @@ pytestmark = pytest.mark.skipif(not harness.have_compiler(), reason="no C++ comp
 
 RAGGED = MhaCase((63, 64, 65), 2, 64)
 BIASED = MhaCase((9, 40, 70), 2, 64, num_buckets=32)
+WINDOWED = MhaCase((200, 30), 2, 64, sliding_window=16)
+ROTATED = MhaCase((9, 40, 70), 2, 64, rotary_theta=10000.0)
 
 KNOWN_BAD = {
     # An index bug: RebuildPadding copies packed row T - 1 - t instead of row t.
@@ -65,6 +67,25 @@ KNOWN_BAD = {
             "static_cast<int64_t>(positions[k]) - positions[q];",
         ),
         lambda lib: checks.check_fused_mha(lib, BIASED, "float16", "tiled", seed=1),
+    ),
+    # A softmax bug under the sliding window: a key tile with every key outside a query's window shifts
+    # by the running maximum, -inf, and gives NaN instead of 0.
+    "fused_mha_window_masked_tile": (
+        Mutation(
+            "kernels/fused_mha/block_tile.cuh",
+            "return running_max == -INFINITY ? 0.0f : running_max;",
+            "return running_max;",
+        ),
+        lambda lib: checks.check_fused_mha(lib, WINDOWED, "float32", "auto", seed=1),
+    ),
+    # A rotation bug: the first half of each rotated pair takes + sin instead of - sin.
+    "fused_mha_rotary_sign": (
+        Mutation(
+            "kernels/fused_mha/block_tile.cuh",
+            "row[c] = FromFloat<S>(x1 * cos_a - x2 * sin_a);",
+            "row[c] = FromFloat<S>(x1 * cos_a + x2 * sin_a);",
+        ),
+        lambda lib: checks.check_fused_mha(lib, ROTATED, "bfloat16", "short", seed=1),
     ),
 }
 

@@ -11,6 +11,7 @@
 
 #include "common/relative_position.h"
 #include "kernels/common/device_utils.cuh"
+#include "kernels/fused_mha/fused_mha_head_sizes.h"
 
 namespace bytetx::cuda::fused_mha {
 
@@ -30,10 +31,15 @@ struct MHAArgs {
   int32_t seq_len;
   int32_t num_query_tiles;      // per sequence: ceil(seq_len / block M)
   float scale_log2;             // scale * log2(e): softmax in base 2
-  // The relative position bias (fused_mha.h): both nullptr without one.
+  // The position features (fused_mha.h): positions nullptr without any, position_bias nullptr
+  // without the relative position bias, sliding_window < 0 without a window, rotary_pairs 0 without
+  // rotary embeddings (else D / 2 frequencies, by value: no device copy of the attribute).
   const int32_t* positions;     // [num_tokens]
   const T* position_bias;       // [num_buckets, hidden / D]
   RelativePositionBuckets buckets;
+  int32_t sliding_window;
+  int32_t rotary_pairs;
+  float rotary_frequencies[kMaxRotaryPairs];
 };
 
 // The part of the grid one block owns.
@@ -62,29 +68,46 @@ __device__ __forceinline__ bool LocateBlock(const MHAArgs<T>& args, int block_m,
   return tile->q0 < tile->len;
 }
 
-// The relative position bias of the tile's head, in base 2 like the scaled scores it is added to.
+// What the positions do to the scores of the tile's head: the relative position bias, in base 2 like
+// the scaled scores it is added to, and the sliding window.
 template <typename T, int D>
-struct PositionBias {
-  const int32_t* positions;  // the sequence's first position; nullptr without a bias
-  const T* column;           // the head's column of the table
+struct ScoreTerms {
+  const int32_t* positions;  // the sequence's first position; nullptr without a bias or window
+  const T* column;           // the head's column of the table; nullptr without a bias
   int32_t num_heads;
   RelativePositionBuckets buckets;
+  int32_t window;            // < 0: none
 
-  __device__ __forceinline__ PositionBias(const MHAArgs<T>& args, const BlockTile& tile)
-      : positions(args.positions == nullptr || args.position_bias == nullptr ? nullptr
-                                                                             : args.positions + tile.first),
+  __device__ __forceinline__ ScoreTerms(const MHAArgs<T>& args, const BlockTile& tile)
+      : positions(args.positions == nullptr || (args.position_bias == nullptr && args.sliding_window < 0)
+                      ? nullptr
+                      : args.positions + tile.first),
         column(args.position_bias == nullptr ? nullptr : args.position_bias + tile.head),
         num_heads(args.hidden / D),
-        buckets(args.buckets) {}
+        buckets(args.buckets),
+        window(args.sliding_window) {}
 
   __device__ __forceinline__ bool active() const { return positions != nullptr; }
 
-  // For query q and key k, both sequence rows below the tile's length (the rows positions has).
-  __device__ __forceinline__ float Log2(int q, int k) const {
+  // The base-2 score of query q and key k, both sequence rows below the tile's length (the rows
+  // positions has): -inf outside the window, else with the bias added.
+  __device__ __forceinline__ float Apply(int q, int k, float score) const {
     const int64_t distance = static_cast<int64_t>(positions[q]) - positions[k];
-    return ToFloat(column[static_cast<int64_t>(RelativePositionBucket(distance, buckets)) * num_heads]) * kLog2e;
+    if (window >= 0 && (distance > window || distance < -window)) {
+      return -INFINITY;
+    }
+    if (column != nullptr) {
+      score += ToFloat(column[static_cast<int64_t>(RelativePositionBucket(distance, buckets)) * num_heads]) * kLog2e;
+    }
+    return score;
   }
 };
+
+// The online softmax's shift for a running maximum: 0 while every key so far is masked (-inf), so that
+// exp2(score - shift) gives 0, not NaN.
+__device__ __forceinline__ float SoftmaxShift(float running_max) {
+  return running_max == -INFINITY ? 0.0f : running_max;
+}
 
 // The rows of one head that a block reads: Q, K or V (`block` 0, 1, 2) of the tile's sequence.
 template <typename T, int D>
@@ -127,6 +150,43 @@ __device__ __forceinline__ void LoadHeadRows(S* __restrict__ dst, int ld, const 
         out[i] = FromFloat<S>(0.0f);
       }
     }
+  }
+}
+
+// cos and sin of a float angle of any size: reduced to [-pi, pi] in double (within 1e-6 even at 2^31),
+// where __cosf and __sinf are accurate to 5e-7; cosf's own reduction of large angles would put an
+// array in local memory.
+__device__ __forceinline__ void CosSin(float angle, float* cos_a, float* sin_a) {
+  constexpr double kTwoPi = 6.283185307179586;
+  constexpr double kTwoPiLow = 2.4492935982947064e-16;  // 2 pi - kTwoPi
+  const double turns = rint(static_cast<double>(angle) * (1.0 / kTwoPi));
+  const float reduced = static_cast<float>(fma(-turns, kTwoPiLow, fma(-turns, kTwoPi, static_cast<double>(angle))));
+  *cos_a = __cosf(reduced);
+  *sin_a = __sinf(reduced);
+}
+
+// Rotates, in shared memory, rows [0, valid) of `rows` loaded by LoadHeadRows from sequence row
+// `first_row` on: the pair of columns (c, c + D / 2) of row r by the angle
+// positions[first_row + r] * frequency[c], the float32 product as transformers computes it. Needs a
+// __syncthreads between the load and this, and after it. Nothing without rotary embeddings.
+template <typename T, typename S, int D, int kThreads>
+__device__ __forceinline__ void RotateHeadRows(S* __restrict__ rows, int ld, const MHAArgs<T>& args,
+                                               const BlockTile& tile, int first_row, int count, int valid) {
+  constexpr int kPairs = D / 2;
+  const int32_t* positions = args.positions + tile.first + first_row;
+  const int limit = (valid < count ? valid : count) * kPairs;
+  for (int i = static_cast<int>(threadIdx.x); i < limit; i += kThreads) {
+    const int r = i / kPairs;
+    const int c = i % kPairs;
+    const float angle = static_cast<float>(positions[r]) * args.rotary_frequencies[c];
+    float cos_a = 0.0f;
+    float sin_a = 0.0f;
+    CosSin(angle, &cos_a, &sin_a);
+    S* row = rows + r * ld;
+    const float x1 = ToFloat(row[c]);
+    const float x2 = ToFloat(row[c + kPairs]);
+    row[c] = FromFloat<S>(x1 * cos_a - x2 * sin_a);
+    row[c + kPairs] = FromFloat<S>(x2 * cos_a + x1 * sin_a);
   }
 }
 

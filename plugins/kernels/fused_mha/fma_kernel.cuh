@@ -46,6 +46,10 @@ __global__ void __launch_bounds__(kFmaThreads, kFmaMinBlocks) FmaMHAKernel(MHAAr
 
   LoadHeadRows<T, float, D, kFmaThreads>(q_smem, D, HeadRows<T, D>(args, tile, 0), tile.q0, kFmaBlockM,
                                          tile.len - tile.q0, args.scale_log2);
+  if (args.rotary_pairs > 0) {  // uniform; the key loop's first __syncthreads publishes the rotation
+    __syncthreads();
+    RotateHeadRows<T, float, D, kFmaThreads>(q_smem, D, args, tile, tile.q0, kFmaBlockM, tile.len - tile.q0);
+  }
   float acc[kFmaRowsPerWarp][kCols];
   float row_max[kFmaRowsPerWarp];
   float row_sum[kFmaRowsPerWarp];
@@ -57,13 +61,17 @@ __global__ void __launch_bounds__(kFmaThreads, kFmaMinBlocks) FmaMHAKernel(MHAAr
     }
   }
   const float* my_q = q_smem + warp * kFmaRowsPerWarp * D;
-  const PositionBias<T, D> bias(args, tile);
+  const ScoreTerms<T, D> terms(args, tile);
   for (int k0 = 0; k0 < tile.len; k0 += kFmaBlockN) {
     __syncthreads();  // the previous tile is no longer read
     const int valid = tile.len - k0;
     LoadHeadRows<T, float, D, kFmaThreads>(k_smem, Config::kKLd, keys, k0, kFmaBlockN, valid, 1.0f);
     LoadHeadRows<T, float, D, kFmaThreads>(v_smem, D, values, k0, kFmaBlockN, valid, 1.0f);
     __syncthreads();
+    if (args.rotary_pairs > 0) {  // uniform across the block
+      RotateHeadRows<T, float, D, kFmaThreads>(k_smem, Config::kKLd, args, tile, k0, kFmaBlockN, valid);
+      __syncthreads();
+    }
 
     float s[kFmaRowsPerWarp];
     for (int r = 0; r < kFmaRowsPerWarp; ++r) {
@@ -79,12 +87,13 @@ __global__ void __launch_bounds__(kFmaThreads, kFmaMinBlocks) FmaMHAKernel(MHAAr
     for (int r = 0; r < kFmaRowsPerWarp; ++r) {
       const int query = tile.q0 + warp * kFmaRowsPerWarp + r;
       float score = lane < valid ? s[r] : -INFINITY;
-      if (bias.active() && lane < valid && query < tile.len) {
-        score += bias.Log2(query, k0 + lane);
+      if (terms.active() && lane < valid && query < tile.len) {
+        score = terms.Apply(query, k0 + lane, score);
       }
-      const float new_max = fmaxf(row_max[r], WarpMax(score));
-      const float alpha = exp2f(row_max[r] - new_max);
-      s[r] = exp2f(score - new_max);
+      const float new_max = fmaxf(row_max[r], WarpMax(score));  // -inf while the window masks every key
+      const float shift = SoftmaxShift(new_max);
+      const float alpha = exp2f(row_max[r] - shift);
+      s[r] = exp2f(score - shift);
       row_sum[r] = row_sum[r] * alpha + WarpSum(s[r]);
       row_max[r] = new_max;
       for (int c = 0; c < kCols; ++c) {

@@ -85,6 +85,12 @@ const char* CheckFusedMHAParams(const FusedMHAParams& p) {
       return "positions or relative_position_bias is null";
     }
   }
+  if (p.sliding_window < -1 || p.sliding_window > INT32_MAX) {
+    return "sliding_window must be -1 (none) or in [0, 2^31 - 1]";
+  }
+  if (p.dims.num_tokens > 0 && (p.rotary_frequencies != nullptr || p.sliding_window >= 0) && p.positions == nullptr) {
+    return "rotary embeddings and the sliding window need positions";
+  }
   if (p.cu_seqlens == nullptr || p.qkv_bias == nullptr) {
     return "cu_seqlens or qkv_bias is null";
   }

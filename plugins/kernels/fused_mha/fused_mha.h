@@ -41,6 +41,11 @@ struct FusedMHAParams {
   const int32_t* positions = nullptr;             // [num_tokens] on the device, any values
   const void* relative_position_bias = nullptr;   // [num_buckets, num_heads] of dtype
   RelativePositionBuckets buckets;
+  // Non-null: rotary embeddings of Q and K, the host array of head_size / 2 frequencies of
+  // docs/ops.md#fusedmha (copied into the launch). sliding_window >= 0: query i attends key j only
+  // where |positions[i] - positions[j]| <= sliding_window. Both read positions.
+  const float* rotary_frequencies = nullptr;
+  int64_t sliding_window = -1;
   FusedMHAKernel kernel = FusedMHAKernel::kAuto;
 };
 

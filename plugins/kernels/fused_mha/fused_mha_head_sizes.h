@@ -13,6 +13,17 @@ namespace bytetx::cuda {
 constexpr int64_t kFusedMHAHeadSizes[] = {BYTETX_FOR_EACH_FUSED_MHA_HEAD_SIZE(BYTETX_HEAD_SIZE_ITEM)};
 #undef BYTETX_HEAD_SIZE_ITEM
 
+constexpr int64_t MaxFusedMHAHeadSize() {
+  int64_t largest = 0;
+  for (const int64_t supported : kFusedMHAHeadSizes) {
+    largest = supported > largest ? supported : largest;
+  }
+  return largest;
+}
+
+// Rotary frequencies a kernel takes by value: one per pair of columns of the largest head.
+constexpr int kMaxRotaryPairs = static_cast<int>(MaxFusedMHAHeadSize() / 2);
+
 constexpr bool IsFusedMHAHeadSize(int64_t head_size) {
   for (const int64_t supported : kFusedMHAHeadSizes) {
     if (supported == head_size) {

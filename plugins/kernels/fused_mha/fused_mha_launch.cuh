@@ -39,9 +39,16 @@ cudaError_t LaunchAttention(Kernel kernel, const FusedMHAParams& p, int block_m,
   args.seq_len = static_cast<int32_t>(p.dims.seq_len);
   args.num_query_tiles = static_cast<int32_t>((p.dims.seq_len + block_m - 1) / block_m);
   args.scale_log2 = p.scale * kLog2e;
-  args.positions = p.dims.num_buckets > 0 ? p.positions : nullptr;
-  args.position_bias = static_cast<const T*>(p.relative_position_bias);
+  const bool rotary = p.rotary_frequencies != nullptr;
+  const bool reads_positions = p.dims.num_buckets > 0 || rotary || p.sliding_window >= 0;
+  args.positions = reads_positions ? p.positions : nullptr;
+  args.position_bias = p.dims.num_buckets > 0 ? static_cast<const T*>(p.relative_position_bias) : nullptr;
   args.buckets = p.buckets;
+  args.sliding_window = static_cast<int32_t>(p.sliding_window);
+  args.rotary_pairs = rotary ? D / 2 : 0;
+  for (int c = 0; c < kMaxRotaryPairs; ++c) {
+    args.rotary_frequencies[c] = rotary && c < D / 2 ? p.rotary_frequencies[c] : 0.0f;
+  }
   const cudaError_t status = AllowDynamicSharedMemory(kernel, shared_bytes);
   if (status != cudaSuccess) {
     return status;

@@ -60,6 +60,11 @@ __device__ __forceinline__ void ShortMHABody(const MHAArgs<T>& args) {
                                       tile.len - tile.q0, 1.0f);
   LoadHeadRows<T, T, D, kWmmaThreads>(kv_smem, kLd, HeadRows<T, D>(args, tile, 1), 0, cols, tile.len, 1.0f);
   __syncthreads();
+  if (args.rotary_pairs > 0) {  // uniform across the block
+    RotateHeadRows<T, T, D, kWmmaThreads>(q_smem, kLd, args, tile, tile.q0, kWmmaBlockM, tile.len - tile.q0);
+    RotateHeadRows<T, T, D, kWmmaThreads>(kv_smem, kLd, args, tile, 0, cols, tile.len);
+    __syncthreads();
+  }
 
   // S = Q K^T for the warp's 16 rows, scaled into base 2.
   const int ld = layout.score_ld;
@@ -74,18 +79,18 @@ __device__ __forceinline__ void ShortMHABody(const MHAArgs<T>& args) {
     // Softmax of each row; P replaces the row in place as T (all of a row is read before any of it
     // is written).
     constexpr int kPerLane = kShortMaxCols / kWarpSize;
-    const PositionBias<T, D> bias(args, tile);
+    const ScoreTerms<T, D> terms(args, tile);
     for (int r = 0; r < kWmmaTile; ++r) {
       float* row = warp_scores + r * ld;
       const int query = tile.q0 + warp * kWmmaTile + r;
-      const bool biased = bias.active() && query < tile.len;
+      const bool positioned = terms.active() && query < tile.len;
       float v[kPerLane];
       float row_max = -INFINITY;
       for (int i = 0; i < kPerLane; ++i) {
         const int j = lane + i * kWarpSize;
         v[i] = j < tile.len ? row[j] : -INFINITY;
-        if (biased && j < tile.len) {
-          v[i] += bias.Log2(query, j);
+        if (positioned && j < tile.len) {
+          v[i] = terms.Apply(query, j, v[i]);
         }
         row_max = fmaxf(row_max, v[i]);
       }

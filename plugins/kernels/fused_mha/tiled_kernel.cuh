@@ -58,6 +58,10 @@ __device__ __forceinline__ void TiledMHABody(const MHAArgs<T>& args) {
   LoadHeadRows<T, T, D, kWmmaThreads>(k_smem, kLd, HeadRows<T, D>(args, tile, 0), tile.q0, kWmmaBlockM,
                                       tile.len - tile.q0, 1.0f);
   __syncthreads();
+  if (args.rotary_pairs > 0) {  // uniform across the block
+    RotateHeadRows<T, T, D, kWmmaThreads>(k_smem, kLd, args, tile, tile.q0, kWmmaBlockM, tile.len - tile.q0);
+    __syncthreads();
+  }
   QueryFragments<T, D> q;
   q.Load(k_smem + warp * kWmmaTile * kLd, kLd);
   float* warp_scores = scores + warp * kWmmaTile * kScoreLd;
@@ -69,9 +73,9 @@ __device__ __forceinline__ void TiledMHABody(const MHAArgs<T>& args) {
   // Lanes 2r and 2r + 1 own row r of the warp: half of its key columns and half of its output.
   const int row = lane / 2;
   const int half = lane % 2;
-  const PositionBias<T, D> bias(args, tile);
+  const ScoreTerms<T, D> terms(args, tile);
   const int query = tile.q0 + warp * kWmmaTile + row;
-  const bool biased = bias.active() && query < tile.len;
+  const bool positioned = terms.active() && query < tile.len;
   float row_max = -INFINITY;
   float row_sum = 0.0f;
   for (int k0 = 0; k0 < tile.len; k0 += kBlockN) {
@@ -80,6 +84,10 @@ __device__ __forceinline__ void TiledMHABody(const MHAArgs<T>& args) {
     LoadHeadRows<T, T, D, kWmmaThreads>(k_smem, kLd, keys, k0, kBlockN, valid, 1.0f);
     LoadHeadRows<T, T, D, kWmmaThreads>(v_smem, kLd, values, k0, kBlockN, valid, 1.0f);
     __syncthreads();
+    if (args.rotary_pairs > 0) {
+      RotateHeadRows<T, T, D, kWmmaThreads>(k_smem, kLd, args, tile, k0, kBlockN, valid);
+      __syncthreads();
+    }
 
     WarpScores<T, D>(q, k_smem, kLd, kBlockN / kWmmaTile, args.scale_log2, warp_scores, kScoreLd);
     __syncwarp();
@@ -87,12 +95,12 @@ __device__ __forceinline__ void TiledMHABody(const MHAArgs<T>& args) {
     // Online softmax of row `row`, columns [half * kBlockN / 2, (half + 1) * kBlockN / 2).
     constexpr int kCols = kBlockN / 2;
     float* score_row = warp_scores + row * kScoreLd;
-    if (biased) {
-      // Added in shared memory before p is read: inside p's loop the bucket's logarithm spills p to the stack.
+    if (positioned) {
+      // Applied in shared memory before p is read: inside p's loop the bucket's logarithm spills p to the stack.
       for (int i = 0; i < kCols; ++i) {
         const int j = half * kCols + i;
         if (j < valid) {
-          score_row[j] += bias.Log2(query, k0 + j);
+          score_row[j] = terms.Apply(query, k0 + j, score_row[j]);
         }
       }
     }
@@ -104,11 +112,12 @@ __device__ __forceinline__ void TiledMHABody(const MHAArgs<T>& args) {
       tile_max = fmaxf(tile_max, p[i]);
     }
     tile_max = fmaxf(tile_max, __shfl_xor_sync(kFullMask, tile_max, 1));
-    const float new_max = fmaxf(row_max, tile_max);  // finite: the tile has a valid key
-    const float alpha = exp2f(row_max - new_max);    // 0 on the first tile
+    const float new_max = fmaxf(row_max, tile_max);  // -inf while the window masks every key so far
+    const float shift = SoftmaxShift(new_max);
+    const float alpha = exp2f(row_max - shift);      // 0 until a key counts
     float tile_sum = 0.0f;
     for (int i = 0; i < kCols; ++i) {
-      p[i] = exp2f(p[i] - new_max);
+      p[i] = exp2f(p[i] - shift);
       tile_sum += p[i];
     }
     tile_sum += __shfl_xor_sync(kFullMask, tile_sum, 1);
