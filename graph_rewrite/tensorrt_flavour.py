@@ -30,8 +30,8 @@ METADATA_VALUE = "tensorrt"
 _REMOVE_PADDING_OUTPUTS = 3
 _FUSED_MHA_INPUTS = ("qkv", "qkv_bias", "cu_seqlens", "token_offset")
 _FUSED_MHA_BIAS_INPUTS = ("positions", "relative_position_bias")
-# FusedMHA's rotary embeddings and sliding window, which only the CPU kernel has so far.
-_CPU_ONLY_FUSED_MHA_ATTRIBUTES = ("rotary_frequencies", "sliding_window")
+# The attributes of FusedMHA's position features besides the bias: each reads positions.
+_POSITION_ATTRIBUTES = ("rotary_frequencies", "sliding_window")
 
 
 class TensorRTFlavour(GraphPass):
@@ -135,27 +135,22 @@ def _add_num_tokens_output(node: gs.Node, names: set[str], index: int) -> str | 
 
 
 def _check_fused_mha_inputs(node: gs.Node) -> None:
-    """The plugin takes the four required inputs, or all six with the relative position bias (its
-    field ``relative_position_max_distance`` says which)."""
-    unsupported = [name for name in _CPU_ONLY_FUSED_MHA_ATTRIBUTES if name in node.attrs]
-    if unsupported:
+    """The plugin takes the four required inputs, plus positions with any position feature and
+    relative_position_bias with the bias: its fields (the node's attributes) say which."""
+    with_bias = "relative_position_max_distance" in node.attrs
+    reads_positions = with_bias or any(name in node.attrs for name in _POSITION_ATTRIBUTES)
+    expected = _FUSED_MHA_INPUTS + _FUSED_MHA_BIAS_INPUTS[: int(reads_positions) + int(with_bias)]
+    given = [t.name for t in node.inputs]
+    if len(given) != len(expected) or not all(given[4:]):
+        if len(given) == 6 and all(given[4:]) and not with_bias:
+            raise RewriteError(
+                f"{describe(node)} has a relative position bias without the attribute "
+                "relative_position_max_distance (docs/ops.md)"
+            )
         raise RewriteError(
-            f"{describe(node)} has the attribute {unsupported[0]} (a ModernBERT model); the TensorRT plugin "
-            "does not take it yet: run this model with ONNX Runtime on the CPU"
-        )
-    with_bias = len(node.inputs) > len(_FUSED_MHA_INPUTS) and any(t.name for t in node.inputs[4:])
-    expected = _FUSED_MHA_INPUTS + _FUSED_MHA_BIAS_INPUTS if with_bias else _FUSED_MHA_INPUTS
-    if len(node.inputs) != len(expected) or not all(t.name for t in node.inputs[4:]):
-        raise RewriteError(
-            f"{describe(node)} has inputs {', '.join(repr(t.name) for t in node.inputs)}; the plugin takes "
-            f"{', '.join(_FUSED_MHA_INPUTS)}, and with a relative position bias also "
-            f"{' and '.join(_FUSED_MHA_BIAS_INPUTS)}"
-        )
-    if with_bias != ("relative_position_max_distance" in node.attrs):
-        raise RewriteError(
-            f"{describe(node)} has "
-            + ("a relative position bias without" if with_bias else "no relative position bias but")
-            + " the attribute relative_position_max_distance (docs/ops.md)"
+            f"{describe(node)} has inputs {', '.join(repr(name) for name in given)}; with its attributes the "
+            f"plugin takes {', '.join(expected)} (positions with relative_position_max_distance, "
+            "rotary_frequencies or sliding_window; relative_position_bias with the first)"
         )
     if not node.inputs[1].name:
         raise RewriteError(

@@ -19,6 +19,8 @@ CREATOR_FIELDS = {
         "num_heads": onnx.AttributeProto.INT,
         "scale": onnx.AttributeProto.FLOAT,
         "relative_position_max_distance": onnx.AttributeProto.INT,
+        "rotary_frequencies": onnx.AttributeProto.FLOATS,
+        "sliding_window": onnx.AttributeProto.INT,
     },
     "RebuildPadding": {},
 }
@@ -155,8 +157,8 @@ def test_a_relative_position_bias_reaches_the_plugin_as_its_two_inputs_and_field
 @pytest.mark.parametrize(
     "change, message",
     [
-        ("no_table", "has inputs .*; the plugin takes qkv, qkv_bias, cu_seqlens, token_offset, and with a "
-                     "relative position bias also positions and relative_position_bias"),
+        ("no_table", "has inputs .*; with its attributes the plugin takes qkv, qkv_bias, cu_seqlens, token_offset, "
+                     "positions, relative_position_bias"),
         ("no_max_distance", "has a relative position bias without the attribute relative_position_max_distance"),
     ],
 )
@@ -174,10 +176,20 @@ def test_a_broken_relative_position_bias_is_refused(rewritten_mpnet, change, mes
 
 
 @pytest.mark.parametrize("attribute, value", [("rotary_frequencies", [1.0, 0.5]), ("sliding_window", 64)])
-def test_attention_the_plugin_does_not_take_yet_is_refused(rewritten, attribute, value):
-    model = copy_of(rewritten)
+def test_rotary_embeddings_and_the_window_reach_the_plugin_with_positions(rewritten_mpnet, attribute, value):
+    """A position feature on a node with positions only (ModernBERT's layout, made here from MPNet's by
+    dropping the bias): the plugin's five inputs and the field as the parser reads them."""
+    model = copy_of(rewritten_mpnet)
     node = next(n for n in model.graph.node if n.op_type == "FusedMHA")
-    node.attribute.append(onnx.helper.make_attribute(attribute, value))
-    with pytest.raises(RewriteError, match=f"FusedMHA node '{node.name}' has the attribute {attribute} "
-                                           "\\(a ModernBERT model\\); the TensorRT plugin does not take it yet"):
+    del node.input[5]
+    kept = [a for a in node.attribute if a.name != "relative_position_max_distance"]
+    del node.attribute[:]
+    node.attribute.extend([*kept, onnx.helper.make_attribute(attribute, value)])
+    converted, _ = to_tensorrt(model)
+    fused = next(n for n in converted.graph.node if n.name == node.name)
+    assert len(fused.input) == 5 and fused.input[4] == ops.POSITIONS
+    assert attributes(fused)[attribute].type == CREATOR_FIELDS["FusedMHA"][attribute]
+    del node.input[4]
+    with pytest.raises(RewriteError, match=f"FusedMHA node '{node.name}' has inputs .*; with its attributes the "
+                                           "plugin takes qkv, qkv_bias, cu_seqlens, token_offset, positions"):
         to_tensorrt(model)

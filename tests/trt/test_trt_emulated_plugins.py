@@ -68,7 +68,8 @@ def test_static_registration_is_handed_to_get_creators(host):
 def test_creators_carry_the_onnx_attributes_as_fields(host):
     assert host.creators() == [
         f"PLUGIN CREATOR_V3ONE|RemovePadding|1|{NAMESPACE}|",
-        f"PLUGIN CREATOR_V3ONE|FusedMHA|1|{NAMESPACE}|num_heads:i32,scale:f32,relative_position_max_distance:i32",
+        f"PLUGIN CREATOR_V3ONE|FusedMHA|1|{NAMESPACE}|num_heads:i32,scale:f32,relative_position_max_distance:i32,"
+        "rotary_frequencies:f32,sliding_window:i32",
         f"PLUGIN CREATOR_V3ONE|RebuildPadding|1|{NAMESPACE}|",
     ]
 
@@ -95,7 +96,8 @@ def test_plugin_capabilities_and_copies(host, name, fields, outputs):
         ("num_heads:i32:0", "attribute 'num_heads' must be >= 1, but it is 0"),
         ("num_heads:f32:4", "field 'num_heads' must be an integer"),
         ("num_heads:i32:4;scale:i32:1", "field 'scale' must be a float"),
-        ("num_heads:i32:4;dropout:f32:0.1", "unknown field 'dropout' (the fields are num_heads, scale and relative_position_max_distance)"),
+        ("num_heads:i32:4;dropout:f32:0.1", "unknown field 'dropout' (the fields are num_heads, scale, relative_position_max_distance, "
+         "rotary_frequencies and sliding_window)"),
         ("num_heads:str:12", "field 'num_heads' must hold one value, but it has 2"),
     ],
 )
@@ -127,6 +129,11 @@ def test_plugins_without_attributes_reject_fields(host, name):
             "FusedMHA",
             "num_heads:i32:12;relative_position_max_distance:i32:128",
             "num_heads:i32:1,relative_position_max_distance:i32:1",
+        ),
+        (
+            "FusedMHA",
+            "num_heads:i32:2;rotary_frequencies:f32:1,0.5,0.25;sliding_window:i32:8",
+            "num_heads:i32:1,rotary_frequencies:f32:3,sliding_window:i32:1",
         ),
         ("RemovePadding", "", ""),
         ("RebuildPadding", "", ""),
@@ -481,6 +488,39 @@ def test_fused_mha_enqueue_with_a_relative_position_bias(host, dtype, heads, hea
     assert np.abs(out.astype(np.float32) - unbiased).max() > 0.1, "the bias changed nothing"
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_fused_mha_enqueue_with_rotary_embeddings_and_a_sliding_window(host, dtype, with_bias):
+    # Past the short kernel's keys, with a window shorter than the sequences: whole key tiles masked.
+    lengths, seq_len, heads, head_size, window = (19, 1, 0, 150), 150, 2, 32, 20
+    hidden = heads * head_size
+    rng = np.random.default_rng(7)
+    dt = checks.np_dtype(dtype)
+    tokens = sum(lengths)
+    qkv = rng.standard_normal((tokens, 3 * hidden)).astype(dt)
+    bias = (0.1 * rng.standard_normal(3 * hidden)).astype(dt)
+    cu = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    positions = np.concatenate([np.arange(length) + rng.integers(0, 40) for length in lengths]).astype(np.int32)
+    frequencies = reference.rotary_frequencies(head_size, 10000.0)
+    fields = (f"num_heads:i32:{heads};rotary_frequencies:f32:{','.join(repr(float(f)) for f in frequencies)};"
+              f"sliding_window:i32:{window}")
+    features = {"positions": positions, "rotary_frequencies": frequencies, "sliding_window": window}
+    table = None
+    if with_bias:
+        table = (2.0 * rng.standard_normal((32, heads))).astype(dt)
+        fields += ";relative_position_max_distance:i32:128"
+        features.update(relative_position_bias=table.astype(np.float32), max_distance=128)
+    status, out = run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype, positions=positions, table=table)
+    assert status == 0, host.take_log()
+    scale = np.float32(1 / np.sqrt(head_size))
+    ref = reference.fused_mha(qkv, bias, cu, heads, scale, **features)
+    if dtype == "float32":
+        harness.assert_close(out, ref, 2e-5, 1e-4, "context")
+    else:
+        ref_lowp = reference.fused_mha(qkv, bias, cu, heads, scale, dt, **features)
+        harness.assert_close_lowp(out, ref, ref_lowp, checks.LOWP_ATOL[dtype], "context")
+
+
 @pytest.mark.parametrize(
     "fields, extra, message",
     [
@@ -493,6 +533,17 @@ def test_fused_mha_enqueue_with_a_relative_position_bias(host, dtype, heads, hea
             "num_heads:i32:2;relative_position_max_distance:i32:128",
             0,
             "the plugin takes 6 inputs and gives 1 outputs, but the layer has 4 inputs and 1 outputs",
+        ),
+        (
+            "num_heads:i32:2;sliding_window:i32:16",
+            0,
+            "the plugin takes 5 inputs and gives 1 outputs, but the layer has 4 inputs and 1 outputs",
+        ),
+        (
+            "num_heads:i32:2;rotary_frequencies:f32:1,0.5",
+            1,
+            "the attribute 'rotary_frequencies' must hold head size / 2 floats, one per pair of columns, but it "
+            "holds 2 for head size H / num_heads = 32",
         ),
         (
             "num_heads:i32:2;relative_position_max_distance:i32:8",

@@ -171,6 +171,26 @@ Status ReadFloatField(const nvinfer1::PluginField& field, float* value) {
   }
 }
 
+Status ReadFloatsField(const nvinfer1::PluginField& field, std::vector<float>* values) {
+  BYTETX_CHECK(field.data != nullptr && field.length >= 1, "field '", FieldName(field),
+               "' must hold one or more floats, but it has none");
+  values->resize(static_cast<size_t>(field.length));
+  for (int32_t i = 0; i < field.length; ++i) {
+    switch (field.type) {
+      case nvinfer1::PluginFieldType::kFLOAT32:
+        (*values)[i] = static_cast<const float*>(field.data)[i];
+        break;
+      case nvinfer1::PluginFieldType::kFLOAT64:
+        (*values)[i] = static_cast<float>(static_cast<const double*>(field.data)[i]);
+        break;
+      default:
+        return Status::Invalid(StrCat("field '", FieldName(field), "' must hold floats (PluginFieldType ",
+                                      static_cast<int32_t>(field.type), " given)"));
+    }
+  }
+  return Status::Ok();
+}
+
 FieldList::FieldList(std::vector<nvinfer1::PluginField> fields) : fields_(std::move(fields)) { Point(); }
 
 FieldList::FieldList(const FieldList& other) : fields_(other.fields_) { Point(); }

@@ -80,6 +80,8 @@ Status ReadIntField(const nvinfer1::PluginField& field, int64_t* value);
 // The field's name, "" where it has none.
 inline const char* FieldName(const nvinfer1::PluginField& field) { return field.name != nullptr ? field.name : ""; }
 Status ReadFloatField(const nvinfer1::PluginField& field, float* value);
+// One or more floats (kFLOAT32 or kFLOAT64).
+Status ReadFloatsField(const nvinfer1::PluginField& field, std::vector<float>* values);
 
 // The fields a creator advertises (getFieldNames) or a plugin serializes (getFieldsToSerialize): the
 // collection points into `fields`, so it stays valid as long as the object does.

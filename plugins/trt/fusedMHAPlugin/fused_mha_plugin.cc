@@ -12,6 +12,8 @@ namespace {
 constexpr char kNumHeadsField[] = "num_heads";
 constexpr char kScaleField[] = "scale";
 constexpr char kMaxDistanceField[] = "relative_position_max_distance";
+constexpr char kRotaryField[] = "rotary_frequencies";
+constexpr char kWindowField[] = "sliding_window";
 
 }  // namespace
 
@@ -34,7 +36,7 @@ Status FusedMHAPlugin::Launch(const Dims& dims, const contract::TensorDesc* inpu
   return cuda::RunFusedMHA(dims, attributes_, *contract::ToKernelDataType(inputs[Contract::kQkv].type),
                            input_data[Contract::kQkv], input_data[Contract::kQkvBias],
                            static_cast<const int32_t*>(input_data[Contract::kCuSeqlens]),
-                           HasPositionBias() ? static_cast<const int32_t*>(input_data[Contract::kPositions]) : nullptr,
+                           ReadsPositions() ? static_cast<const int32_t*>(input_data[Contract::kPositions]) : nullptr,
                            HasPositionBias() ? input_data[Contract::kRelativePositionBias] : nullptr, output_data[0],
                            stream);
 }
@@ -52,6 +54,14 @@ const nvinfer1::PluginFieldCollection* FusedMHAPlugin::getFieldsToSerialize() no
       max_distance_field_ = static_cast<int32_t>(*attributes_.relative_position_max_distance);
       fields.emplace_back(kMaxDistanceField, &max_distance_field_, nvinfer1::PluginFieldType::kINT32, 1);
     }
+    if (!attributes_.rotary_frequencies.empty()) {
+      fields.emplace_back(kRotaryField, attributes_.rotary_frequencies.data(), nvinfer1::PluginFieldType::kFLOAT32,
+                          static_cast<int32_t>(attributes_.rotary_frequencies.size()));
+    }
+    if (attributes_.sliding_window) {
+      window_field_ = static_cast<int32_t>(*attributes_.sliding_window);
+      fields.emplace_back(kWindowField, &window_field_, nvinfer1::PluginFieldType::kINT32, 1);
+    }
     serialized_ = FieldList(std::move(fields));
     return serialized_.collection();
   });
@@ -60,7 +70,9 @@ const nvinfer1::PluginFieldCollection* FusedMHAPlugin::getFieldsToSerialize() no
 FusedMHAPluginCreator::FusedMHAPluginCreator()
     : CreatorBase({nvinfer1::PluginField(kNumHeadsField, nullptr, nvinfer1::PluginFieldType::kINT32, 1),
                    nvinfer1::PluginField(kScaleField, nullptr, nvinfer1::PluginFieldType::kFLOAT32, 1),
-                   nvinfer1::PluginField(kMaxDistanceField, nullptr, nvinfer1::PluginFieldType::kINT32, 1)}) {}
+                   nvinfer1::PluginField(kMaxDistanceField, nullptr, nvinfer1::PluginFieldType::kINT32, 1),
+                   nvinfer1::PluginField(kRotaryField, nullptr, nvinfer1::PluginFieldType::kFLOAT32, 0),
+                   nvinfer1::PluginField(kWindowField, nullptr, nvinfer1::PluginFieldType::kINT32, 1)}) {}
 
 nvinfer1::IPluginV3* FusedMHAPluginCreator::createPlugin(const char* /*name*/,
                                                          const nvinfer1::PluginFieldCollection* fields,
@@ -84,9 +96,15 @@ nvinfer1::IPluginV3* FusedMHAPluginCreator::createPlugin(const char* /*name*/,
         int64_t value = 0;
         BYTETX_RETURN_IF_ERROR(ReadIntField(field, &value));
         attributes.relative_position_max_distance = value;
+      } else if (name == kRotaryField) {
+        BYTETX_RETURN_IF_ERROR(ReadFloatsField(field, &attributes.rotary_frequencies));
+      } else if (name == kWindowField) {
+        int64_t value = 0;
+        BYTETX_RETURN_IF_ERROR(ReadIntField(field, &value));
+        attributes.sliding_window = value;
       } else {
-        return Status::Invalid(StrCat("unknown field '", name, "' (the fields are num_heads, scale and ",
-                                      kMaxDistanceField, ")"));
+        return Status::Invalid(StrCat("unknown field '", name, "' (the fields are num_heads, scale, ",
+                                      kMaxDistanceField, ", ", kRotaryField, " and ", kWindowField, ")"));
       }
     }
     BYTETX_CHECK(have_num_heads, "attribute 'num_heads' (int) is required");

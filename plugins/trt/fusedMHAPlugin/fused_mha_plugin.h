@@ -1,8 +1,9 @@
 // TensorRT plugin FusedMHA (README.md beside this file, docs/ops.md): multi-head self-attention over
 // the ragged sequences of the packed layout, reading Q, K, V from one [T, 3H] tensor and adding their
 // bias on the fly. Fields: the op's attributes num_heads (int, required), scale (float, default
-// 1 / sqrt(H / num_heads)) and relative_position_max_distance (int, optional): with it the plugin
-// takes the op's two optional inputs too, positions and relative_position_bias (MPNet's bias).
+// 1 / sqrt(H / num_heads)), and the optional position features: relative_position_max_distance (int;
+// MPNet's bias), rotary_frequencies (floats) and sliding_window (int; ModernBERT's). Any of them adds
+// the input positions; the bias also relative_position_bias.
 #pragma once
 
 #include <cstdint>
@@ -24,10 +25,19 @@ class FusedMHAPlugin final : public PluginBase<FusedMHAPlugin, contract::FusedMH
 
   explicit FusedMHAPlugin(const Contract::Attributes& attributes) : attributes_(attributes) {}
 
-  // With relative_position_max_distance, all of the op's inputs, in its order.
+  // With a position feature, positions too; with the bias, all of the op's inputs, in its order.
+  static constexpr contract::TensorSpec kPositionTensors[] = {
+      Contract::kTensors[Contract::kQkv],        Contract::kTensors[Contract::kQkvBias],
+      Contract::kTensors[Contract::kCuSeqlens],  Contract::kTensors[Contract::kTokenOffset],
+      Contract::kTensors[Contract::kPositions], Contract::kTensors[Contract::kContext]};
   bool HasPositionBias() const { return attributes_.relative_position_max_distance.has_value(); }
-  int32_t NumInputs() const { return HasPositionBias() ? Contract::kNumInputs : kNumInputs; }
-  const contract::TensorSpec* Tensors() const { return HasPositionBias() ? Contract::kTensors : kTensors; }
+  bool ReadsPositions() const {
+    return HasPositionBias() || !attributes_.rotary_frequencies.empty() || attributes_.sliding_window.has_value();
+  }
+  int32_t NumInputs() const { return kNumInputs + (ReadsPositions() ? 1 : 0) + (HasPositionBias() ? 1 : 0); }
+  const contract::TensorSpec* Tensors() const {
+    return HasPositionBias() ? Contract::kTensors : ReadsPositions() ? kPositionTensors : kTensors;
+  }
 
   Status Validate(const contract::TensorDesc* inputs, Dims* dims) const {
     std::vector<contract::TensorDesc> all(inputs, inputs + NumInputs());
@@ -45,6 +55,7 @@ class FusedMHAPlugin final : public PluginBase<FusedMHAPlugin, contract::FusedMH
   int32_t num_heads_field_ = 0;  // what getFieldsToSerialize points at
   float scale_field_ = 0.0f;
   int32_t max_distance_field_ = 0;
+  int32_t window_field_ = 0;
   FieldList serialized_;         // rebuilt by each call, pointing into this object
 };
 

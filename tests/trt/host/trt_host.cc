@@ -220,8 +220,8 @@ const char* FieldTypeName(nvinfer1::PluginFieldType type) {
   return "other";
 }
 
-// PluginFields from "name:type:value;..." (types i8 i16 i32 i64 f32 f64 str), the values kept in
-// `storage`.
+// PluginFields from "name:type:value;..." (types i8 i16 i32 i64 f32 f64 str; numbers may be a list
+// "v1,v2,..."), the values kept in `storage`.
 std::vector<nvinfer1::PluginField> ParseFields(const std::string& spec, std::deque<std::string>& names,
                                                std::deque<std::vector<char>>& storage) {
   std::vector<nvinfer1::PluginField> fields;
@@ -238,27 +238,36 @@ std::vector<nvinfer1::PluginField> ParseFields(const std::string& spec, std::deq
     const std::string value = entry.substr(second + 1);
     std::vector<char> bytes;
     nvinfer1::PluginFieldType field_type = nvinfer1::PluginFieldType::kUNKNOWN;
-    auto put = [&bytes](const auto number) {
-      bytes.resize(sizeof(number));
-      std::memcpy(bytes.data(), &number, sizeof(number));
+    int32_t count = 0;
+    // Appends each comma-separated item of `value`, converted by `convert`.
+    auto put = [&bytes, &count, &value](const auto& convert) {
+      std::stringstream items(value);
+      std::string item;
+      while (std::getline(items, item, ',')) {
+        const auto number = convert(item);
+        const size_t offset = bytes.size();
+        bytes.resize(offset + sizeof(number));
+        std::memcpy(bytes.data() + offset, &number, sizeof(number));
+        ++count;
+      }
     };
     if (type == "i8") {
-      put(static_cast<int8_t>(std::stoll(value)));
+      put([](const std::string& v) { return static_cast<int8_t>(std::stoll(v)); });
       field_type = nvinfer1::PluginFieldType::kINT8;
     } else if (type == "i16") {
-      put(static_cast<int16_t>(std::stoll(value)));
+      put([](const std::string& v) { return static_cast<int16_t>(std::stoll(v)); });
       field_type = nvinfer1::PluginFieldType::kINT16;
     } else if (type == "i32") {
-      put(static_cast<int32_t>(std::stoll(value)));
+      put([](const std::string& v) { return static_cast<int32_t>(std::stoll(v)); });
       field_type = nvinfer1::PluginFieldType::kINT32;
     } else if (type == "i64") {
-      put(static_cast<int64_t>(std::stoll(value)));
+      put([](const std::string& v) { return static_cast<int64_t>(std::stoll(v)); });
       field_type = nvinfer1::PluginFieldType::kINT64;
     } else if (type == "f32") {
-      put(std::stof(value));
+      put([](const std::string& v) { return std::stof(v); });
       field_type = nvinfer1::PluginFieldType::kFLOAT32;
     } else if (type == "f64") {
-      put(std::stod(value));
+      put([](const std::string& v) { return std::stod(v); });
       field_type = nvinfer1::PluginFieldType::kFLOAT64;
     } else {
       bytes.assign(value.begin(), value.end());
@@ -266,7 +275,7 @@ std::vector<nvinfer1::PluginField> ParseFields(const std::string& spec, std::deq
       field_type = nvinfer1::PluginFieldType::kCHAR;
     }
     storage.push_back(std::move(bytes));
-    const int32_t length = field_type == nvinfer1::PluginFieldType::kCHAR ? static_cast<int32_t>(value.size()) : 1;
+    const int32_t length = field_type == nvinfer1::PluginFieldType::kCHAR ? static_cast<int32_t>(value.size()) : count;
     fields.emplace_back(names.back().c_str(), storage.back().data(), field_type, length);
   }
   return fields;
