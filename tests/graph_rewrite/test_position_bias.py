@@ -137,10 +137,12 @@ def test_a_term_that_depends_on_the_length_is_refused(mpnet):
         rewrite_padding_free(gs.export_onnx(graph.toposort()))
 
 
-def test_tensorrt_refuses_the_bias_by_name(mpnet):
+def test_the_tensorrt_flavour_keeps_the_bias_for_the_plugin(mpnet):
     rewritten, _ = rewrite_padding_free(export_to_onnx(mpnet))
-    with pytest.raises(RewriteError, match="has a relative position bias .*the TensorRT plugin does not take one"):
-        to_tensorrt(rewritten)
+    converted, _ = to_tensorrt(rewritten)
+    fused = [n for n in converted.graph.node if n.op_type == "FusedMHA"]
+    assert fused and all(len(n.input) == 6 and n.input[4] == ops.POSITIONS for n in fused)
+    assert all(any(a.name == "relative_position_max_distance" for a in n.attribute) for n in fused)
 
 
 def test_a_hole_keeps_its_gap_in_the_bias(mpnet, ort_library):
