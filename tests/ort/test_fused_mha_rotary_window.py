@@ -25,17 +25,7 @@ HALF_WINDOW = 64
 
 def case(batch, seq_len, num_heads, head_size, kind, seed):
     rng = np.random.default_rng(seed)
-    mask = make_mask(batch, seq_len, kind, seed)
-    _, cu_seqlens, token_offset = reference.remove_padding(np.zeros((batch, seq_len, 1), np.float32), mask)
-    num_tokens = int(cu_seqlens[-1])
-    hidden = num_heads * head_size
-    return {
-        "qkv": rng.standard_normal((num_tokens, 3 * hidden)).astype(np.float32),
-        "qkv_bias": (0.5 * rng.standard_normal(3 * hidden)).astype(np.float32),
-        "cu_seqlens": cu_seqlens,
-        "token_offset": token_offset,
-        "positions": reference.slot_positions(token_offset, num_tokens),
-    }
+    return reference.packed_attention_inputs(rng, make_mask(batch, seq_len, kind, seed), num_heads, head_size)
 
 
 def frequencies(head_size, theta):
