@@ -458,32 +458,40 @@ def test_fused_mha_enqueue(host, dtype, heads, head_size, scale):
         harness.assert_close_lowp(out, ref, ref_lowp, checks.LOWP_ATOL[dtype], "context")
 
 
+def ragged_positioned_inputs(rng, dtype, lengths, hidden):
+    """qkv, qkv_bias, cu_seqlens and positions of ragged sequences, each sequence's positions starting
+    where its left padding ends."""
+    dt = checks.np_dtype(dtype)
+    qkv = rng.standard_normal((sum(lengths), 3 * hidden)).astype(dt)
+    bias = (0.1 * rng.standard_normal(3 * hidden)).astype(dt)
+    cu = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    positions = np.concatenate([np.arange(length) + rng.integers(0, 40) for length in lengths]).astype(np.int32)
+    return qkv, bias, cu, positions
+
+
+def assert_matches_reference(out, dtype, qkv, bias, cu, heads, scale, features):
+    ref = reference.fused_mha(qkv, bias, cu, heads, scale, **features)
+    if dtype == "float32":
+        harness.assert_close(out, ref, 2e-5, 1e-4, "context")
+    else:
+        ref_lowp = reference.fused_mha(qkv, bias, cu, heads, scale, checks.np_dtype(dtype), **features)
+        harness.assert_close_lowp(out, ref, ref_lowp, checks.LOWP_ATOL[dtype], "context")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("heads, head_size, max_distance", [(2, 32, 128), (1, 64, 20)])
 def test_fused_mha_enqueue_with_a_relative_position_bias(host, dtype, heads, head_size, max_distance):
     # Sequences beyond the short kernel's 64 keys reach the log buckets and the max distance.
     lengths, seq_len = (19, 1, 0, 150), 150
-    hidden = heads * head_size
     rng = np.random.default_rng(heads * head_size + 1)
-    dt = checks.np_dtype(dtype)
-    tokens = sum(lengths)
-    qkv = rng.standard_normal((tokens, 3 * hidden)).astype(dt)
-    bias = (0.1 * rng.standard_normal(3 * hidden)).astype(dt)
-    cu = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    # Left padding: each sequence's positions start where its padding ends.
-    positions = np.concatenate([np.arange(length) + rng.integers(0, 40) for length in lengths]).astype(np.int32)
-    table = (2.0 * rng.standard_normal((32, heads))).astype(dt)
+    qkv, bias, cu, positions = ragged_positioned_inputs(rng, dtype, lengths, heads * head_size)
+    table = (2.0 * rng.standard_normal((32, heads))).astype(checks.np_dtype(dtype))
     fields = f"num_heads:i32:{heads};relative_position_max_distance:i32:{max_distance}"
     status, out = run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype, positions=positions, table=table)
     assert status == 0, host.take_log()
     scale = np.float32(1 / np.sqrt(head_size))
     biased = {"positions": positions, "relative_position_bias": table.astype(np.float32), "max_distance": max_distance}
-    ref = reference.fused_mha(qkv, bias, cu, heads, scale, **biased)
-    if dtype == "float32":
-        harness.assert_close(out, ref, 2e-5, 1e-4, "context")
-    else:
-        ref_lowp = reference.fused_mha(qkv, bias, cu, heads, scale, dt, **biased)
-        harness.assert_close_lowp(out, ref, ref_lowp, checks.LOWP_ATOL[dtype], "context")
+    assert_matches_reference(out, dtype, qkv, bias, cu, heads, scale, biased)
     unbiased = reference.fused_mha(qkv, bias, cu, heads, scale)
     assert np.abs(out.astype(np.float32) - unbiased).max() > 0.1, "the bias changed nothing"
 
@@ -493,14 +501,9 @@ def test_fused_mha_enqueue_with_a_relative_position_bias(host, dtype, heads, hea
 def test_fused_mha_enqueue_with_rotary_embeddings_and_a_sliding_window(host, dtype, with_bias):
     # Past the short kernel's keys, with a window shorter than the sequences: whole key tiles masked.
     lengths, seq_len, heads, head_size, window = (19, 1, 0, 150), 150, 2, 32, 20
-    hidden = heads * head_size
     rng = np.random.default_rng(7)
     dt = checks.np_dtype(dtype)
-    tokens = sum(lengths)
-    qkv = rng.standard_normal((tokens, 3 * hidden)).astype(dt)
-    bias = (0.1 * rng.standard_normal(3 * hidden)).astype(dt)
-    cu = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    positions = np.concatenate([np.arange(length) + rng.integers(0, 40) for length in lengths]).astype(np.int32)
+    qkv, bias, cu, positions = ragged_positioned_inputs(rng, dtype, lengths, heads * head_size)
     frequencies = reference.rotary_frequencies(head_size, 10000.0)
     fields = (f"num_heads:i32:{heads};rotary_frequencies:f32:{','.join(repr(float(f)) for f in frequencies)};"
               f"sliding_window:i32:{window}")
@@ -512,13 +515,7 @@ def test_fused_mha_enqueue_with_rotary_embeddings_and_a_sliding_window(host, dty
         features.update(relative_position_bias=table.astype(np.float32), max_distance=128)
     status, out = run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype, positions=positions, table=table)
     assert status == 0, host.take_log()
-    scale = np.float32(1 / np.sqrt(head_size))
-    ref = reference.fused_mha(qkv, bias, cu, heads, scale, **features)
-    if dtype == "float32":
-        harness.assert_close(out, ref, 2e-5, 1e-4, "context")
-    else:
-        ref_lowp = reference.fused_mha(qkv, bias, cu, heads, scale, dt, **features)
-        harness.assert_close_lowp(out, ref, ref_lowp, checks.LOWP_ATOL[dtype], "context")
+    assert_matches_reference(out, dtype, qkv, bias, cu, heads, np.float32(1 / np.sqrt(head_size)), features)
 
 
 @pytest.mark.parametrize(
