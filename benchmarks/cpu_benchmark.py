@@ -62,6 +62,7 @@ MODELS: dict[str, ModelSource] = {
         ModelSource("minilm-l6", harness.minilm_dir, harness.minilm_config),
         ModelSource("bert-base", harness.bert_base_dir, harness.bert_base_config),
         ModelSource("mpnet-base", harness.mpnet_base_dir, harness.mpnet_base_config),
+        ModelSource("modernbert-base", harness.modernbert_base_dir, harness.modernbert_base_config),
     )
 }
 

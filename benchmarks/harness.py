@@ -57,11 +57,12 @@ class ModelDims:
     hidden: int
     heads: int
     intermediate: int
+    gated: bool = False  # GeGLU (ModernBERT): the up-projection is 2I wide
 
     @classmethod
     def of(cls, config: Any) -> ModelDims:
         return cls(config.num_hidden_layers, config.hidden_size, config.num_attention_heads,
-                   config.intermediate_size)
+                   config.intermediate_size, getattr(config, "model_type", "") == "modernbert")
 
 
 def minilm_dir(_workdir: Path) -> Path:
@@ -113,6 +114,25 @@ def mpnet_base_dir(workdir: Path) -> Path:
     directory = workdir / "mpnet-base-random"
     torch.manual_seed(0)
     MPNetModel(mpnet_base_config()).save_pretrained(directory)
+    return directory
+
+
+def modernbert_base_config() -> Any:
+    """``transformers.ModernBertConfig()`` defaults, the shapes of ModernBERT-base (22 layers, H 768, 12
+    heads, GeGLU I 1152, a window of 128 in all layers but every 3rd)."""
+    from transformers import ModernBertConfig
+
+    return ModernBertConfig()
+
+
+def modernbert_base_dir(workdir: Path) -> Path:
+    """A ModernBERT-base-sized ModernBertModel with random weights (seed 0), saved under ``workdir``."""
+    import torch
+    from transformers import ModernBertModel
+
+    directory = workdir / "modernbert-base-random"
+    torch.manual_seed(0)
+    ModernBertModel(modernbert_base_config()).save_pretrained(directory)
     return directory
 
 
@@ -224,19 +244,21 @@ class Batch:
 # FLOPs and the GEMM peak
 # --------------------------------------------------------------------------------------------
 
-FLOPS_FORMULA = "per layer 2*T*H*3H + 2*T*H*H + 2*2*T*H*I + 2*2*sum(len^2)*H, T = real tokens"
+FLOPS_FORMULA = ("per layer 2*T*H*3H + 2*T*H*H + 2*2*T*H*I (GeGLU: 2*3*T*H*I) + 2*2*sum(len^2)*H, "
+                 "T = real tokens, attention counted in full in windowed layers")
 
 
 def encoder_flops(lengths: Sequence[int] | np.ndarray, dims: ModelDims) -> int:
     """FLOPs of the encoder layers on sequences of ``lengths`` tokens (GEMMs and attention only).
 
     Per layer, with T = sum(lengths): QKV 2*T*H*3H + output projection 2*T*H*H + feed-forward
-    2*2*T*H*I, plus attention Q.K^T and P.V: 2*2*sum(len^2)*H.
+    2*2*T*H*I (GeGLU's H x 2I and I x H: 2*3*T*H*I), plus attention Q.K^T and P.V: 2*2*sum(len^2)*H,
+    in full also where a sliding window masks part of it (the CPU kernel computes whole rows).
     """
     tokens = sum(int(n) for n in lengths)
     squares = sum(int(n) ** 2 for n in lengths)
     h, i = dims.hidden, dims.intermediate
-    gemms = 2 * tokens * h * 3 * h + 2 * tokens * h * h + 2 * 2 * tokens * h * i
+    gemms = 2 * tokens * h * 3 * h + 2 * tokens * h * h + 2 * (3 if dims.gated else 2) * tokens * h * i
     attention = 2 * 2 * squares * h
     return dims.layers * (gemms + attention)
 

@@ -107,6 +107,11 @@ def _structure(model: nn.Module) -> _Structure:
             raise UnsupportedEncoderError(
                 f"{type(model).__name__} adds a relative position bias to its attention scores (MPNet's), which "
                 "bytetx.torch does not take yet; export it to ONNX (bytetx-export) to run it padding-free")
+        if hasattr(model, "rotary_emb"):
+            raise UnsupportedEncoderError(
+                f"{type(model).__name__} applies rotary embeddings (and ModernBERT's sliding window) in its "
+                "attention, which bytetx.torch does not take yet; export it to ONNX (bytetx-export) to run it "
+                "padding-free")
         if encoder is not None and hasattr(encoder, "layer"):
             layers = [_bert_layer(layer) for layer in encoder.layer]
             pooler = getattr(model, "pooler", None)

@@ -60,6 +60,14 @@ class MPNetExportConfig(RobertaExportConfig):
     model_type = "mpnet"
 
 
+class ModernBertExportConfig(EncoderExportConfig):
+    """No token types; rotary embeddings, and a sliding window in all layers but every
+    ``global_attn_every_n_layers``-th."""
+
+    model_type = "modernbert"
+    inputs = ("input_ids", "attention_mask")
+
+
 class DistilBertExportConfig(EncoderExportConfig):
     model_type = "distilbert"
     inputs = ("input_ids", "attention_mask")
@@ -75,6 +83,7 @@ EXPORT_CONFIGS: dict[str, type[EncoderExportConfig]] = {
         AlbertExportConfig,
         ElectraExportConfig,
         MPNetExportConfig,
+        ModernBertExportConfig,
     )
 }
 

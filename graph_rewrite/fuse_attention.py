@@ -8,14 +8,19 @@ Optimum write it:
                                                     -> Add(mask) -> Softmax -> MatMul -> Transpose/Reshape -> C
     X -> MatMul(Wv) -> Add(bv) -> Reshape/Transpose -------------------------------/
 
+Q, K and V may also come from one projection unflattened to [B, S, 3, heads, d] and split (ModernBERT's
+Wqkv), and Q and K may be rotated ``x * cos + rotate_half(x) * sin`` after it (rotary.py).
+
 An Add (or Where) between the scores and Softmax whose other operand depends on an input's values
-applies the attention mask. One whose other operand reads only shapes must be a relative position
+applies the attention mask; evaluated with every token valid, it must mask nothing or a sliding
+window (sliding_window.py). One whose other operand reads only shapes must be a relative position
 bias that position_bias.py recognizes (MPNet's, computed once and added in every layer); any other
 additive term is refused rather than dropped.
 
 Replacement: ``C = FusedMHA(MatMul(X, [Wq|Wk|Wv]), [bq|bk|bv], cu_seqlens, token_offset)``, plus
 ``positions`` and the bias table (scaled by any factor applied after the bias) where the block has a
-position bias. The mask and bias subgraphs and the per-head reshapes become dead; the pipeline's
+position bias, ``positions`` and the ``rotary_frequencies`` / ``sliding_window`` attributes where it
+has those. The mask and bias subgraphs and the per-head reshapes become dead; the pipeline's
 cleanup drops them. ``cu_seqlens``, ``token_offset`` and ``positions`` are produced by the PackTokens
 pass.
 """
@@ -23,7 +28,7 @@ pass.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -32,6 +37,8 @@ from bytetx import ops
 
 from .base import GraphPass, PassReport, RewriteError, constant_value, describe, producer, scalar_value
 from .position_bias import NotAPositionBias, RelativePositionBias, find_relative_position_bias
+from .rotary import NotARotary, Rotation, match_rotation, rotary_frequencies
+from .sliding_window import MaskForm, NotAWindow, find_sliding_window
 
 # Ops that only move a head's data around between the projection and the score MatMul.
 _LAYOUT_OPS = {"Reshape", "Transpose", "Cast", "Identity", "Squeeze", "Unsqueeze"}
@@ -51,6 +58,15 @@ class Projection:
 
 
 @dataclass
+class Traced:
+    """A Q/K/V operand of an attention MatMul, traced to its projection."""
+
+    projection: Projection
+    scale: float  # the product of the constant factors met on the way
+    rotation: Rotation | None  # rotary embeddings applied on the way
+
+
+@dataclass
 class AttentionMatch:
     layer: int
     softmax: gs.Node
@@ -61,6 +77,8 @@ class AttentionMatch:
     scale: float
     num_heads: int
     position_bias: RelativePositionBias | None  # its table already scaled like the scores after it
+    rotary_frequencies: np.ndarray | None = None
+    sliding_window: int | None = None
 
 
 def _fail(layer: int, node: gs.Node, why: str) -> RewriteError:
@@ -76,10 +94,10 @@ def _split_constant(node: gs.Node) -> tuple[float | None, gs.Tensor | None, int]
     return None, None, -1
 
 
-def _trace_projection(tensor: gs.Tensor, layer: int, what: str) -> tuple[Projection, float]:
-    """Walk up from a Q/K/V operand of an attention MatMul to its projection; also return the scale
-    factors met on the way (SDPA exports scale Q and K by sqrt(scale) each)."""
-    scale = 1.0
+def _trace_projection(tensor: gs.Tensor, layer: int, what: str) -> Traced:
+    """Walk up from a Q/K/V operand of an attention MatMul to its projection, past the layout ops,
+    constant factors (SDPA exports scale Q and K by sqrt(scale) each) and rotary embeddings."""
+    scale, rotation = 1.0, None
     while True:
         node = producer(tensor)
         if node is None:
@@ -97,17 +115,85 @@ def _trace_projection(tensor: gs.Tensor, layer: int, what: str) -> tuple[Project
             scale *= value if node.op == "Mul" else 1.0 / value
             tensor = other
             continue
+        if node.op in ("Split", "Slice", "Gather"):
+            chunk = _qkv_chunk(node, tensor)
+            if chunk is None:
+                raise _fail(layer, node, f"the {what} path selects something other than one of Q, K, V "
+                                         "from a [batch, sequence, 3, heads, head size] projection")
+            fused, index = chunk
+            traced = _trace_projection(fused, layer, what)
+            return Traced(_column_chunk(traced.projection, index, fused.shape, layer, node, what),
+                          scale * traced.scale, rotation or traced.rotation)
         if node.op == "Add":
+            found = match_rotation(node)
+            if found is not None:
+                if rotation is not None:
+                    raise _fail(layer, node, f"the {what} path has a second rotary embedding")
+                rotation, tensor = found, found.x
+                continue
             for bias_index in (1, 0):
                 bias = constant_value(node.inputs[bias_index])
                 matmul = producer(node.inputs[1 - bias_index])
                 if bias is not None and bias.ndim == 1 and matmul is not None and matmul.op == "MatMul":
                     projection = _projection_from_matmul(matmul, bias, layer, what)
-                    return projection, scale
-            raise _fail(layer, node, f"the {what} path has an Add that is not a projection bias")
+                    return Traced(projection, scale, rotation)
+            raise _fail(layer, node, f"the {what} path has an Add that is neither a projection bias nor "
+                                     "rotary embeddings (x * cos + rotate_half(x) * sin)")
         if node.op == "MatMul":
-            return _projection_from_matmul(node, None, layer, what), scale
+            return Traced(_projection_from_matmul(node, None, layer, what), scale, rotation)
         raise _fail(layer, node, f"unexpected op on the {what} path")
+
+
+def _qkv_chunk(node: gs.Node, tensor: gs.Tensor) -> tuple[gs.Tensor, int] | None:
+    """For ``node`` taking ``tensor`` as one of three (a Split, a Slice of one, or a Gather) along the
+    axis that is axis 2 of a [B, S, 3, heads, d] tensor, before any Transpose (transformers 4 moves it):
+    that tensor and the index, else None."""
+    if node.op == "Split":
+        axis, index = node.attrs.get("axis", 0), node.outputs.index(tensor)
+        sizes = constant_value(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1].name else None
+        if len(node.outputs) != 3 or (sizes is not None and list(sizes.reshape(-1)) != [1, 1, 1]):
+            return None
+    elif node.op == "Slice":
+        bounds = [constant_value(t) for t in node.inputs[1:4]]
+        steps = constant_value(node.inputs[4]) if len(node.inputs) > 4 and node.inputs[4].name else np.ones(1)
+        if any(v is None or v.size != 1 for v in (*bounds, steps)) or int(steps.item()) != 1:
+            return None
+        start, end = (_clamp_to_three(int(v.item())) for v in bounds[:2])
+        axis, index = int(bounds[2].item()), start
+        if end - start != 1:
+            return None
+    else:
+        indices = constant_value(node.inputs[1])
+        if indices is None or indices.ndim != 0:
+            return None
+        axis, index = node.attrs.get("axis", 0), int(indices) % 3
+    fused, axis = node.inputs[0], axis % 5
+    while (transpose := producer(fused)) is not None and transpose.op == "Transpose":
+        perm = transpose.attrs.get("perm")
+        if perm is None or len(perm) != 5:
+            return None
+        fused, axis = transpose.inputs[0], perm[axis]
+    shape = fused.shape
+    if shape is None or len(shape) != 5 or shape[2] != 3 or axis != 2:
+        return None
+    return fused, index
+
+
+def _clamp_to_three(bound: int) -> int:
+    """A Slice bound on an axis of size 3, as ONNX resolves it."""
+    return min(max(bound + 3 if bound < 0 else bound, 0), 3)
+
+
+def _column_chunk(projection: Projection, index: int, shape: list, layer: int, node: gs.Node,
+                  what: str) -> Projection:
+    """Chunk ``index`` of three of a projection's columns, which the shape [B, S, 3, heads, d] unflattens."""
+    columns = projection.weight.shape[1]
+    width = columns // 3
+    if columns % 3 or not all(isinstance(d, int) for d in shape[3:]) or shape[3] * shape[4] != width:
+        raise _fail(layer, node, f"the {what} path selects one of {shape[2:]} from a projection of {columns} columns")
+    part = slice(index * width, (index + 1) * width)
+    bias = None if projection.bias is None else projection.bias[part]
+    return Projection(projection.x, np.ascontiguousarray(projection.weight[:, part]), bias)
 
 
 def _projection_from_matmul(node: gs.Node, bias: np.ndarray | None, layer: int, what: str) -> Projection:
@@ -154,18 +240,20 @@ class ScorePath:
     bias_term: gs.Tensor | None = None
     bias_add: gs.Node | None = None
     bias_scale: float = 1.0
+    masks: list[tuple[gs.Tensor, gs.Node, MaskForm]] = field(default_factory=list)
 
 
 def _find_score_path(softmax: gs.Node, layer: int) -> ScorePath:
     """From Softmax up to ``Q @ K^T``, past the scale, the additive mask and a position bias."""
     tensor, scale = softmax.inputs[0], 1.0
     bias: tuple[gs.Tensor, gs.Node, float] | None = None
+    masks: list[tuple[gs.Tensor, gs.Node, MaskForm]] = []
     for _ in range(_MAX_SCORE_PATH):
         node = producer(tensor)
         if node is None:
             break
         if node.op == "MatMul" and constant_value(node.inputs[1]) is None:
-            return ScorePath(node, scale, *(bias or (None, None, 1.0)))
+            return ScorePath(node, scale, *(bias or (None, None, 1.0)), masks)
         if node.op in ("Mul", "Div"):
             value, other, index = _split_constant(node)
             if value is not None and not (node.op == "Div" and index != 1):
@@ -184,6 +272,10 @@ def _find_score_path(softmax: gs.Node, layer: int) -> ScorePath:
                         raise _fail(layer, node, "the scores get an additive term that is neither the attention "
                                                  "mask nor one relative position bias")
                     bias = (terms[0], node, scale)
+                elif node.op == "Add":
+                    masks.append((terms[0], node, "additive"))
+                else:
+                    masks.append((terms[0], node, "keep_where_true" if data[0] is node.inputs[1] else "keep_where_false"))
                 tensor = data[0]
                 continue
         raise _fail(layer, node, "expected the scale, a position bias or the attention mask between scores and Softmax")
@@ -224,6 +316,20 @@ def _find_context_output(context_matmul: gs.Node, layer: int) -> gs.Tensor:
         raise _fail(layer, user, "expected the head merge and the output projection after P @ V")
 
 
+@dataclass
+class _Block:
+    """One attention block's structure, before its position features are evaluated."""
+
+    layer: int
+    softmax: gs.Node
+    path: ScorePath
+    q: Traced
+    k: Traced
+    v: Traced
+    context: gs.Tensor
+    num_heads: int
+
+
 def _content_key(*projections: Projection) -> bytes:
     digest = hashlib.sha1()
     for p in projections:
@@ -247,28 +353,17 @@ class FuseAttention(GraphPass):
         self.num_heads_by_softmax = num_heads_by_layer
 
     def match(self, graph: gs.Graph) -> list[AttentionMatch]:
-        matches = []
-        # The bias is computed once and added in every layer: evaluate each term once.
+        # Every block's structure first, so that a broken block is named before any evaluation runs
+        # on a graph whose shapes it may have confused.
+        blocks = [self._match_structure(layer, softmax)
+                  for layer, softmax in enumerate(n for n in graph.nodes if n.op == "Softmax")]
+        # Position biases, masks and rotary cos/sin are shared by the layers of one kind: evaluate each once.
         position_biases: dict[str, RelativePositionBias] = {}
-        softmaxes = [n for n in graph.nodes if n.op == "Softmax"]
-        for layer, softmax in enumerate(softmaxes):
-            if softmax.attrs.get("axis", -1) not in (-1, 3):
-                raise _fail(layer, softmax, "softmax is not over the key axis")
-            path = _find_score_path(softmax, layer)
-            q, q_scale = _trace_projection(path.matmul.inputs[0], layer, "query")
-            k, k_scale = _trace_projection(path.matmul.inputs[1], layer, "key")
-            context_matmul = _find_context_matmul(softmax, layer)
-            v, _ = _trace_projection(context_matmul.inputs[1], layer, "value")
-            if not (q.x is k.x is v.x):
-                raise _fail(layer, softmax, "query, key and value are projected from different tensors")
-            if not (q.weight.shape == k.weight.shape == v.weight.shape):
-                raise _fail(layer, softmax, "query, key and value projections differ in shape")
-            num_heads = self.num_heads_by_softmax.get(softmax.name)
-            if num_heads is None:
-                raise _fail(layer, softmax, "the number of heads is unknown (pass num_heads)")
-            if q.weight.shape[1] % num_heads:
-                raise _fail(layer, softmax, f"hidden size {q.weight.shape[1]} is not a multiple of {num_heads} heads")
-            context = _find_context_output(context_matmul, layer)
+        windows: dict[str, int | None] = {}
+        frequencies: dict[tuple[str, str], np.ndarray] = {}
+        matches = []
+        for block in blocks:
+            layer, path, num_heads = block.layer, block.path, block.num_heads
             position_bias = None
             if path.bias_term is not None:
                 name = path.bias_term.name
@@ -280,9 +375,75 @@ class FuseAttention(GraphPass):
                                                           f"attention mask, and not a position bias: {error}") from None
                 found = position_biases[name]
                 position_bias = RelativePositionBias(found.table * np.float32(path.bias_scale), found.max_distance)
-            scale = path.scale * q_scale * k_scale
-            matches.append(AttentionMatch(layer, softmax, q, k, v, context, scale, num_heads, position_bias))
+            q, k, v = block.q.projection, block.k.projection, block.v.projection
+            head_size = q.weight.shape[1] // num_heads
+            rotary = self._rotary(graph, block, head_size, frequencies)
+            window = self._window(graph, path, layer, windows)
+            scale = path.scale * block.q.scale * block.k.scale
+            matches.append(AttentionMatch(layer, block.softmax, q, k, v, block.context, scale, num_heads,
+                                          position_bias, rotary, window))
         return matches
+
+    def _match_structure(self, layer: int, softmax: gs.Node) -> _Block:
+        if softmax.attrs.get("axis", -1) not in (-1, 3):
+            raise _fail(layer, softmax, "softmax is not over the key axis")
+        path = _find_score_path(softmax, layer)
+        traced_q = _trace_projection(path.matmul.inputs[0], layer, "query")
+        traced_k = _trace_projection(path.matmul.inputs[1], layer, "key")
+        context_matmul = _find_context_matmul(softmax, layer)
+        traced_v = _trace_projection(context_matmul.inputs[1], layer, "value")
+        q, k, v = traced_q.projection, traced_k.projection, traced_v.projection
+        if not (q.x is k.x is v.x):
+            raise _fail(layer, softmax, "query, key and value are projected from different tensors")
+        if not (q.weight.shape == k.weight.shape == v.weight.shape):
+            raise _fail(layer, softmax, "query, key and value projections differ in shape")
+        num_heads = self.num_heads_by_softmax.get(softmax.name)
+        if num_heads is None:
+            raise _fail(layer, softmax, "the number of heads is unknown (pass num_heads)")
+        if q.weight.shape[1] % num_heads:
+            raise _fail(layer, softmax, f"hidden size {q.weight.shape[1]} is not a multiple of {num_heads} heads")
+        if traced_v.rotation is not None:
+            raise _fail(layer, softmax, "the value path has rotary embeddings")
+        if (traced_q.rotation is None) != (traced_k.rotation is None):
+            raise _fail(layer, softmax, "rotary embeddings on only one of query and key")
+        context = _find_context_output(context_matmul, layer)
+        return _Block(layer, softmax, path, traced_q, traced_k, traced_v, context, num_heads)
+
+    @staticmethod
+    def _rotary(graph: gs.Graph, block: _Block, head_size: int,
+                found: dict[tuple[str, str], np.ndarray]) -> np.ndarray | None:
+        """The frequencies of the rotary embeddings on Q and K (the same on both), None without."""
+        layer, softmax = block.layer, block.softmax
+        if block.q.rotation is None:
+            return None
+        result = []
+        for rotation in (block.q.rotation, block.k.rotation):
+            key = (rotation.cos.name, rotation.sin.name)
+            if key not in found:
+                try:
+                    found[key] = rotary_frequencies(graph, rotation, head_size)
+                except NotARotary as error:
+                    raise _fail(layer, softmax, f"the rotary embeddings are not FusedMHA's: {error}") from None
+            result.append(found[key])
+        if not np.array_equal(*result):
+            raise _fail(layer, softmax, "query and key are rotated by different frequencies")
+        return result[0]
+
+    @staticmethod
+    def _window(graph: gs.Graph, path: ScorePath, layer: int, found: dict[str, int | None]) -> int | None:
+        """The sliding window the block's masks apply besides padding, None if they mask only padding."""
+        windows = set()
+        for term, node, form in path.masks:
+            if term.name not in found:
+                try:
+                    found[term.name] = find_sliding_window(graph, term, form)
+                except NotAWindow as error:
+                    raise _fail(layer, node, f"the attention mask masks more than padding: {error}") from None
+            if found[term.name] is not None:
+                windows.add(found[term.name])
+        if len(windows) > 1:
+            raise _fail(layer, path.matmul, f"the scores get sliding windows of {sorted(windows)}")
+        return windows.pop() if windows else None
 
     def run(self, graph: gs.Graph) -> PassReport:
         report = PassReport(self.name)
@@ -312,6 +473,12 @@ class FuseAttention(GraphPass):
             inputs = [qkv, bias, cu_seqlens, token_offset]
             attrs = {"num_heads": m.num_heads, "scale": float(m.scale)}
             described = ""
+            if m.rotary_frequencies is not None:
+                attrs["rotary_frequencies"] = [float(f) for f in m.rotary_frequencies]
+                described += f", rotary embeddings ({len(m.rotary_frequencies)} frequencies)"
+            if m.sliding_window is not None:
+                attrs["sliding_window"] = m.sliding_window
+                described += f", sliding window {m.sliding_window}"
             if m.position_bias is not None:
                 table = np.ascontiguousarray(m.position_bias.table.astype(m.q.weight.dtype))
                 table_key = table.tobytes()
@@ -319,8 +486,10 @@ class FuseAttention(GraphPass):
                     bias_tables[table_key] = gs.Constant(f"bytetx_relative_position_bias_{len(bias_tables)}", table)
                 inputs += [positions, bias_tables[table_key]]
                 attrs["relative_position_max_distance"] = m.position_bias.max_distance
-                described = (f", relative position bias ({table.shape[0]} buckets, "
-                             f"max distance {m.position_bias.max_distance})")
+                described += (f", relative position bias ({table.shape[0]} buckets, "
+                              f"max distance {m.position_bias.max_distance})")
+            elif m.rotary_frequencies is not None or m.sliding_window is not None:
+                inputs.append(positions)
             m.context.inputs.clear()
             graph.nodes.append(gs.Node("MatMul", f"{prefix}/QkvMatMul", inputs=[m.q.x, weight], outputs=[qkv]))
             graph.nodes.append(

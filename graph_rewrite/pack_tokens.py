@@ -7,8 +7,8 @@ packed and whose work is per token (MatMul by a weight, elementwise ops with per
 LayerNormalization and reductions over the last axis, FusedMHA) runs on the packed tensors. Where a
 packed tensor meets a node that needs positions (a pooler's Gather, a Shape, a graph output),
 ``RebuildPadding`` restores it under its original name, with zeros at the padding. Blocks with a
-relative position bias read ``positions``, each packed token's slot in its padded row
-(``token_offset[t] mod S``), computed once with standard ops.
+relative position bias, rotary embeddings or a sliding window read ``positions``, each packed token's
+slot in its padded row (``token_offset[t] mod S``), computed once with standard ops.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class PackTokens(GraphPass):
         positions = tensors.get(ops.POSITIONS)
         if positions is not None:
             _add_positions(graph, packed_embeddings, token_offset, positions)
-            report.add(f"'{ops.POSITIONS}' for the blocks with a relative position bias")
+            report.add(f"'{ops.POSITIONS}' for the blocks with position features")
 
         packed: dict[str, gs.Variable] = {embeddings.name: packed_embeddings}
         stops: list[str] = []
@@ -205,6 +205,12 @@ def _packed_inputs(node: gs.Node, packed: dict[str, gs.Variable]) -> list[gs.Ten
                 return None
             out.append(replacement)
         return out
+    if node.op in ("Split", "Slice"):
+        # GeGLU's chunk of the up-projection into input and gate.
+        constant_bounds = all(constant_value(t) is not None for t in ins[1:] if t.name)
+        if not is_packed[0] or not constant_bounds or not _over_last_axis(node):
+            return None
+        return [packed[ins[0].name], *ins[1:]]
     if node.op in _LAST_AXIS or node.op in _REDUCTIONS:
         if not is_packed[0] or any(is_packed[1:]) or not _over_last_axis(node):
             return None
@@ -224,6 +230,11 @@ def _reduction_axes(node: gs.Node) -> list[int] | None:
 
 def _over_last_axis(node: gs.Node) -> bool:
     last = (-1, _PADDED_RANK - 1)
+    if node.op == "Slice":
+        axes = constant_value(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3].name else None
+        return axes is not None and axes.size == 1 and int(axes.item()) in last
+    if node.op == "Split":
+        return node.attrs.get("axis", 0) in last
     if node.op in _REDUCTIONS:
         axes = _reduction_axes(node)
         return axes is not None and len(axes) == 1 and axes[0] in last and node.attrs.get("keepdims", 1) == 1
@@ -232,8 +243,10 @@ def _over_last_axis(node: gs.Node) -> bool:
 
 def _normalize_axes(node: gs.Node) -> None:
     """Axes counted from the front shift when [B, S, H] becomes [T, H]; count them from the back."""
-    if node.op in _LAST_AXIS:
+    if node.op in _LAST_AXIS or node.op == "Split":
         node.attrs["axis"] = -1
+    elif node.op == "Slice":
+        node.inputs[3] = gs.Constant(f"{node.name}/axes_last", np.array([-1], dtype=np.int64))
     elif node.op in _REDUCTIONS:
         if "axes" in node.attrs:
             node.attrs["axes"] = [-1]

@@ -1,20 +1,19 @@
 """A relative position bias on the attention scores, recognized by what it computes.
 
 MPNet adds to every layer's scores a term that reads no input values: ``table[bucket(i - j), h]`` for
-query slot ``i`` and key slot ``j`` of the padded row, with T5's bidirectional bucketing. The exports
-write it as a chain of Range, arithmetic, Log and Gather ops that differs between exporters, so rather
-than matching those nodes the term is evaluated with ONNX Runtime at a few sequence lengths and must
-equal a bucketed table exactly; the table is read off the evaluation. FusedMHA then computes the same
-term from the packed tokens' positions (docs/ops.md, "Relative position bias").
+query slot ``i`` and key slot ``j`` of the padded row, with T5's bidirectional bucketing. The term is
+evaluated (probe.py) at a few sequence lengths and must equal a bucketed table exactly; the table is
+read off the evaluation. FusedMHA then computes the same term from the packed tokens' positions (docs/ops.md, "Relative position bias").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import onnx_graphsurgeon as gs
+
+from .probe import ProbeError, RowProbe, squeeze_leading
 
 # transformers' MPNetEncoder.compute_position_bias buckets with these, whatever the config says.
 MPNET_NUM_BUCKETS = 32
@@ -54,8 +53,11 @@ def relative_position_bucket(n: np.ndarray, num_buckets: int, max_distance: int)
 def find_relative_position_bias(graph: gs.Graph, term: gs.Tensor, num_heads: int) -> RelativePositionBias:
     """The table of ``term`` (a tensor of ``graph`` broadcasting to [B, heads, S, S]) under MPNet's
     bucketing; NotAPositionBias if the term is anything else."""
-    evaluate = _term_evaluator(graph, term)
-    values = {length: evaluate(length) for length in _PROBE_LENGTHS}
+    try:
+        probe = RowProbe(graph, [term])
+        values = {length: squeeze_leading(probe(length)[0], 3) for length in _PROBE_LENGTHS}
+    except ProbeError as error:
+        raise NotAPositionBias(str(error)) from None
     for length, value in values.items():
         if value.shape != (num_heads, length, length):
             raise NotAPositionBias(f"at sequence length {length} it has shape {list(value.shape)}, "
@@ -77,52 +79,3 @@ def find_relative_position_bias(graph: gs.Graph, term: gs.Tensor, num_heads: int
 def _buckets(length: int) -> np.ndarray:
     slots = np.arange(length)
     return relative_position_bucket(slots[:, None] - slots[None, :], MPNET_NUM_BUCKETS, MPNET_MAX_DISTANCE)
-
-
-def _term_evaluator(graph: gs.Graph, term: gs.Tensor) -> Callable[[int], np.ndarray]:
-    """``term`` for one padded row of a given length, as [heads, S, S], from one session. The term
-    reads only shapes, so each tensor whose shape it reads becomes an input fed with zeros of its shape
-    at batch 1 and that length (the embeddings, whose position table may be shorter, do not run)."""
-    import onnxruntime
-
-    subgraph = graph.copy()
-    output = subgraph.tensors()[term.name]
-    output.dtype, output.shape = term.dtype or np.float32, None
-    subgraph.outputs = [output]
-    subgraph.cleanup(remove_unused_graph_inputs=True)
-    dims = {d: i for tensor in graph.inputs if tensor.shape is not None and len(tensor.shape) == 2
-            for i, d in enumerate(tensor.shape)}  # batch -> 0, sequence -> 1
-    probes: dict[str, gs.Variable] = {}
-    for node in [n for n in subgraph.nodes if n.op == "Shape"]:
-        shaped = node.inputs[0]
-        name = f"{shaped.name}/shape_probe"
-        if name not in probes:
-            if shaped.shape is None or any(not isinstance(d, int) and d not in dims for d in shaped.shape):
-                raise NotAPositionBias(f"it reads the shape of '{shaped.name}', whose dimensions {shaped.shape} "
-                                       "are not the inputs' batch and sequence")
-            probes[name] = gs.Variable(name, shaped.dtype or np.float32, shaped.shape)
-        node.inputs[0] = probes[name]
-    subgraph.inputs = list(probes.values())
-    subgraph.cleanup()
-    if any(not t.inputs and not isinstance(t, gs.Constant) and t.name not in probes
-           for node in subgraph.nodes for t in node.inputs if t.name):
-        raise NotAPositionBias("it reads values, not only shapes")
-    try:
-        session = onnxruntime.InferenceSession(gs.export_onnx(subgraph).SerializeToString(),
-                                               providers=["CPUExecutionProvider"])
-    except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own types; the message says enough
-        raise NotAPositionBias(f"ONNX Runtime could not load it: {error}") from None
-
-    def evaluate(length: int) -> np.ndarray:
-        sizes = (1, length)
-        feeds = {name: np.zeros([d if isinstance(d, int) else sizes[dims[d]] for d in probe.shape], probe.dtype)
-                 for name, probe in probes.items()}
-        try:
-            (value,) = session.run(None, feeds)
-        except Exception as error:  # noqa: BLE001 - as above
-            raise NotAPositionBias(f"ONNX Runtime could not evaluate it at sequence length {length}: {error}") from None
-        while value.ndim > 3 and value.shape[0] == 1:
-            value = value[0]
-        return value
-
-    return evaluate

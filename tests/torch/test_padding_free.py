@@ -137,6 +137,11 @@ def test_a_relative_position_bias_is_refused_by_name(tiny_model_dirs):
         padding_free(load(tiny_model_dirs("mpnet")))
 
 
+def test_rotary_embeddings_are_refused_by_name(tiny_model_dirs):
+    with pytest.raises(UnsupportedEncoderError, match="ModernBertModel applies rotary embeddings"):
+        padding_free(load(tiny_model_dirs("modernbert")))
+
+
 CUDA_TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 1e-2}
 
 

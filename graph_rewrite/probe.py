@@ -1,0 +1,84 @@
+"""Evaluate tensors of a graph for one unpadded row of a chosen length.
+
+Position features (MPNet's bias, ModernBERT's rotary cos/sin and sliding window) are written by the
+exports as chains of Range, arithmetic and comparison ops that differ between exporters. Rather than
+matching those nodes, the passes evaluate the tensors with ONNX Runtime at a few sequence lengths and
+check what they compute.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+
+class ProbeError(ValueError):
+    """The tensors cannot be evaluated on their own; the message says why."""
+
+
+class RowProbe:
+    """``tensors`` of ``graph`` for one row of length ``L``: every tensor whose shape they read
+    becomes an input fed with zeros of its shape at batch 1 and that length (so the embeddings, whose
+    position table may be shorter, do not run), and the model inputs they read (the attention mask)
+    are fed with ones: every token valid."""
+
+    def __init__(self, graph: gs.Graph, tensors: list[gs.Tensor]):
+        import onnxruntime
+
+        subgraph = graph.copy()
+        by_name = subgraph.tensors()
+        outputs = []
+        for tensor in tensors:
+            output = by_name[tensor.name]
+            output.dtype, output.shape = tensor.dtype or np.float32, None
+            outputs.append(output)
+        subgraph.outputs = outputs
+        subgraph.cleanup(remove_unused_graph_inputs=True)
+        # batch -> 0, sequence -> 1, from the inputs' symbolic shapes
+        self.dims = {d: i for t in graph.inputs if t.shape is not None and len(t.shape) == 2
+                     for i, d in enumerate(t.shape)}
+        self.probes: dict[str, gs.Variable] = {}
+        for node in [n for n in subgraph.nodes if n.op == "Shape"]:
+            shaped = node.inputs[0]
+            name = f"{shaped.name}/shape_probe"
+            if name not in self.probes:
+                if shaped.shape is None or any(not isinstance(d, int) and d not in self.dims for d in shaped.shape):
+                    raise ProbeError(f"it reads the shape of '{shaped.name}', whose dimensions {shaped.shape} "
+                                     "are not the inputs' batch and sequence")
+                self.probes[name] = gs.Variable(name, shaped.dtype or np.float32, shaped.shape)
+            node.inputs[0] = self.probes[name]
+        model_inputs = [t for t in subgraph.inputs if t.shape is not None and len(t.shape) == 2
+                        and all(d in self.dims for d in t.shape)]
+        subgraph.inputs = list(self.probes.values()) + model_inputs
+        subgraph.cleanup()
+        self.ones = [t for t in subgraph.inputs if t.name not in self.probes]
+        fed = set(self.probes) | {t.name for t in self.ones}
+        for node in subgraph.nodes:
+            for t in node.inputs:
+                if t.name and not t.inputs and not isinstance(t, gs.Constant) and t.name not in fed:
+                    raise ProbeError(f"it reads '{t.name}', which is neither a model input nor a shape")
+        try:
+            self.session = onnxruntime.InferenceSession(gs.export_onnx(subgraph).SerializeToString(),
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own types; the message says enough
+            raise ProbeError(f"ONNX Runtime could not load it: {error}") from None
+
+    def __call__(self, length: int) -> list[np.ndarray]:
+        sizes = (1, length)
+
+        def shape(tensor: gs.Tensor) -> list[int]:
+            return [d if isinstance(d, int) else sizes[self.dims[d]] for d in tensor.shape]
+
+        feeds = {name: np.zeros(shape(probe), probe.dtype) for name, probe in self.probes.items()}
+        feeds.update({t.name: np.ones(shape(t), t.dtype) for t in self.ones})
+        try:
+            return self.session.run(None, feeds)
+        except Exception as error:  # noqa: BLE001 - as above
+            raise ProbeError(f"ONNX Runtime could not evaluate it at sequence length {length}: {error}") from None
+
+
+def squeeze_leading(value: np.ndarray, rank: int) -> np.ndarray:
+    """``value`` without its leading dimensions of size 1, down to ``rank`` dimensions."""
+    while value.ndim > rank and value.shape[0] == 1:
+        value = value[0]
+    return value
