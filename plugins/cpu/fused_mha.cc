@@ -171,21 +171,22 @@ void LoadHeadRow(const float* src, const float* bias, const float* angles, int64
   }
 }
 
-// Masks the scores [len] of the query at `row` to the keys within the sliding window of its position.
-void ApplySlidingWindow(int64_t window, const int32_t* positions, bool consecutive, int64_t row, int64_t len,
-                        float* scores) {
+// Masks the scores of the query at `row` against keys [key_begin, key_end) (scores[0] is key
+// key_begin's) to the keys within the sliding window of its position.
+void ApplySlidingWindow(int64_t window, const int32_t* positions, bool consecutive, int64_t row, int64_t key_begin,
+                        int64_t key_end, float* scores) {
   constexpr float kMasked = -std::numeric_limits<float>::infinity();
   if (consecutive) {
-    const int64_t low = std::clamp<int64_t>(row - window, 0, len);
-    const int64_t high = std::clamp<int64_t>(row + window + 1, 0, len);
-    std::fill(scores, scores + low, kMasked);
-    std::fill(scores + high, scores + len, kMasked);
+    const int64_t low = std::clamp<int64_t>(row - window, key_begin, key_end);
+    const int64_t high = std::clamp<int64_t>(row + window + 1, key_begin, key_end);
+    std::fill(scores, scores + (low - key_begin), kMasked);
+    std::fill(scores + (high - key_begin), scores + (key_end - key_begin), kMasked);
     return;
   }
-  for (int64_t j = 0; j < len; ++j) {
+  for (int64_t j = key_begin; j < key_end; ++j) {
     const int64_t distance = static_cast<int64_t>(positions[row]) - positions[j];
     if (distance > window || distance < -window) {
-      scores[j] = kMasked;
+      scores[j - key_begin] = kMasked;
     }
   }
 }
@@ -425,24 +426,37 @@ struct VectorKernels {
       consecutive = consecutive && positions[j] == static_cast<int64_t>(positions[0]) + j;
     }
 
+    // With consecutive positions (and no bias), a block of rows needs only the keys within the window
+    // of its rows. The others' probabilities are exactly 0 and the kept keys start at a multiple of
+    // kLanes, so every sum adds the same terms in the same lanes: the result is bitwise the same.
+    const bool key_ranged = windowed && consecutive && !biased;
     for (int64_t row_begin = task.row_begin; row_begin < task.row_end; row_begin += block_rows) {
       const int64_t rows = std::min(block_rows, task.row_end - row_begin);
+      int64_t key_begin = 0;
+      int64_t key_end = len;
+      if (key_ranged) {
+        key_begin = std::max<int64_t>(0, row_begin - p.sliding_window) / kLanes * kLanes;
+        key_end = std::min<int64_t>(len, row_begin + rows + p.sliding_window);
+      }
+      const int64_t keys = key_end - key_begin;
+      const int64_t padded_keys = RoundUp(keys, kLanes);
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t row = row_begin + i;
         LoadHeadRow(seq_q + row * 3 * hidden, bias_q, rotated ? rotary.Row(first + row, positions[row]) : nullptr, d,
                     p.scale, q + i * d, 1);
       }
-      Gemm(rows, padded_len, d, q, d, k_t, len_stride, scores, len_stride);
+      Gemm(rows, padded_keys, d, q, d, k_t + key_begin, len_stride, scores, len_stride);
       for (int64_t i = 0; biased && i < rows; ++i) {
         AddOffsetBias(p, offsets, task.head, positions, consecutive, row_begin + i, len, scores + i * len_stride);
       }
       for (int64_t i = 0; windowed && i < rows; ++i) {
-        ApplySlidingWindow(p.sliding_window, positions, consecutive, row_begin + i, len, scores + i * len_stride);
+        ApplySlidingWindow(p.sliding_window, positions, consecutive, row_begin + i, key_begin, key_end,
+                           scores + i * len_stride);
       }
       for (int64_t i = 0; i < rows; ++i) {
-        sums[i] = SoftmaxNumerator(scores + i * len_stride, len, padded_len);
+        sums[i] = SoftmaxNumerator(scores + i * len_stride, keys, padded_keys);
       }
-      Gemm(rows, padded_d, len, scores, len_stride, v, d_stride, out, d_stride);
+      Gemm(rows, padded_d, keys, scores, len_stride, v + key_begin * d_stride, d_stride, out, d_stride);
       for (int64_t i = 0; i < rows; ++i) {
         float* dst = p.context + (first + row_begin + i) * hidden + task.head * d;
         for (int64_t c = 0; c < d; ++c) {

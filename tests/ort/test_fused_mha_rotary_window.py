@@ -117,6 +117,20 @@ def test_with_the_relative_position_bias_too(make_session):
     np.testing.assert_allclose(context, ref, atol=ATOL, rtol=RTOL)
 
 
+@pytest.mark.parametrize("kind, window", [("full", 3), ("right", 64), ("left", 20), ("mixed", 130)])
+def test_the_keys_within_the_window_give_the_whole_rows_result_bitwise(make_session, kind, window):
+    """Without a bias the CPU kernel computes each block of query rows against the keys within the
+    window only; a zero bias makes it compute whole rows, adding exactly 0 to every score. Lengths up
+    to 300: several row blocks, key ranges starting inside and at the start of the sequence."""
+    feeds = case(4, 300, 2, 40, kind, seed=window)
+    rotary = frequencies(40, LOCAL_THETA)
+    ranged = make_session(op_models.rotary_window_model(2, rotary, window)).run(None, feeds)[0]
+    whole = make_session(op_models.rotary_window_model(2, rotary, window, max_distance=128)).run(
+        None, {**feeds, "relative_position_bias": np.zeros((32, 2), np.float32)})[0]
+    np.testing.assert_array_equal(ranged, whole)
+    np.testing.assert_allclose(ranged, expected(feeds, 2, rotary, window), atol=ATOL, rtol=RTOL)
+
+
 def test_a_sequence_is_the_same_alone_and_in_a_batch(make_session):
     feeds = case(5, 70, 2, 32, "holes", seed=3)
     session = make_session(op_models.rotary_window_model(2, frequencies(32, LOCAL_THETA), 16))
