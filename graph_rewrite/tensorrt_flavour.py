@@ -137,6 +137,9 @@ def _add_num_tokens_output(node: gs.Node, names: set[str], index: int) -> str | 
 def _check_fused_mha_inputs(node: gs.Node) -> None:
     """The plugin takes the four required inputs, plus positions with any position feature and
     relative_position_bias with the bias: its fields (the node's attributes) say which."""
+    if "position_buckets" in node.attrs:
+        raise RewriteError(f"{describe(node)} has DeBERTa's disentangled position terms, which the TensorRT plugin "
+                           "does not take yet (docs/ops.md)")
     with_bias = "relative_position_max_distance" in node.attrs
     reads_positions = with_bias or any(name in node.attrs for name in _POSITION_ATTRIBUTES)
     expected = _FUSED_MHA_INPUTS + _FUSED_MHA_BIAS_INPUTS[: int(reads_positions) + int(with_bias)]

@@ -147,7 +147,8 @@ Status FusedMHA(int32_t device, const bytetx_tensor* qkv, const bytetx_tensor* q
   BYTETX_RETURN_IF_ERROR(Contract::ValidateAttributes(attributes));
   const contract::TensorDesc inputs[] = {Describe(*qkv),         Describe(*qkv_bias),
                                          Describe(*cu_seqlens),  Describe(*token_offset),
-                                         DescribeOptional(positions), DescribeOptional(relative_position_bias)};
+                                         DescribeOptional(positions), DescribeOptional(relative_position_bias),
+                                         DescribeOptional(nullptr),   DescribeOptional(nullptr)};
   Contract::Dims dims;
   BYTETX_RETURN_IF_ERROR(Contract::Validate(inputs, attributes, BackendOf(device), &dims));
   BYTETX_RETURN_IF_ERROR(
@@ -162,7 +163,7 @@ Status FusedMHA(int32_t device, const bytetx_tensor* qkv, const bytetx_tensor* q
                           static_cast<const float*>(qkv_bias->data), static_cast<const int32_t*>(cu_seqlens->data),
                           positions ? static_cast<const int32_t*>(positions->data) : nullptr,
                           relative_position_bias ? static_cast<const float*>(relative_position_bias->data) : nullptr,
-                          static_cast<float*>(context->data), kThreads);
+                          nullptr, nullptr, static_cast<float*>(context->data), kThreads);
 }
 
 Status RebuildPadding(int32_t device, const bytetx_tensor* packed, const bytetx_tensor* token_offset,

@@ -1,8 +1,8 @@
 // FusedMHA's contract (docs/ops.md#fusedmha): multi-head self-attention over the ragged sequences of
 // the packed layout, reading Q, K, V from one [T, 3H] tensor and adding their bias on the fly, with
 // an optional bucketed relative position bias on the scores (MPNet's), optional rotary embeddings of
-// Q and K and an optional sliding window (ModernBERT's), all three by the tokens' positions. Every
-// back end validates its attributes and inputs here.
+// Q and K and an optional sliding window (ModernBERT's), and optional disentangled position terms
+// (DeBERTa's), all by the tokens' positions. Every back end validates its attributes and inputs here.
 #pragma once
 
 #include <cmath>
@@ -23,10 +23,12 @@ struct FusedMHA {
   static constexpr char kName[] = "FusedMHA";
   static constexpr char kPluginVersion[] = "1";  // TensorRT plugin version; op set version 1 of com.bytetx
 
-  enum Position : int { kQkv, kQkvBias, kCuSeqlens, kTokenOffset, kPositions, kRelativePositionBias, kContext };
-  static constexpr int kNumInputs = 6;
+  enum Position : int {
+    kQkv, kQkvBias, kCuSeqlens, kTokenOffset, kPositions, kRelativePositionBias, kPositionKey, kPositionQuery, kContext
+  };
+  static constexpr int kNumInputs = 8;
   // Inputs from this position on are optional: positions for any of the position features,
-  // relative_position_bias for the bias.
+  // relative_position_bias for the bias, position_key and position_query for the disentangled terms.
   static constexpr int kNumRequiredInputs = 4;
   static constexpr int kNumOutputs = 1;
   static constexpr TensorSpec kTensors[] = {
@@ -36,6 +38,8 @@ struct FusedMHA {
       {"token_offset", "[B, S]", 2, TypeRule::Exactly(ElementType::kInt32)},
       {"positions", "[T]", 1, TypeRule::Exactly(ElementType::kInt32), /*optional=*/true},
       {"relative_position_bias", "[num_buckets, num_heads]", 2, TypeRule::SameAs(kQkv), /*optional=*/true},
+      {"position_key", "[2 * span, H]", 2, TypeRule::SameAs(kQkv), /*optional=*/true},
+      {"position_query", "[2 * span, H]", 2, TypeRule::SameAs(kQkv), /*optional=*/true},
       {"context", "[T, H]", 2, TypeRule::SameAs(kQkv)},
   };
 
@@ -49,6 +53,10 @@ struct FusedMHA {
     std::vector<float> rotary_frequencies;
     // Query i attends key j only where |positions[i] - positions[j]| <= sliding_window.
     std::optional<int64_t> sliding_window;
+    // With position_key or position_query: DeBERTa's log buckets of the relative positions (0: the
+    // distances themselves), as its config's position_buckets and max_relative_positions.
+    std::optional<int64_t> position_buckets;
+    std::optional<int64_t> max_relative_positions;
   };
 
   using Dims = FusedMHADims;
@@ -69,6 +77,20 @@ struct FusedMHA {
     if (attributes.sliding_window) {
       BYTETX_CHECK(*attributes.sliding_window >= 0 && *attributes.sliding_window <= INT32_MAX,
                    "attribute 'sliding_window' must be in [0, 2^31 - 1], but it is ", *attributes.sliding_window);
+    }
+    BYTETX_CHECK(attributes.position_buckets.has_value() == attributes.max_relative_positions.has_value(),
+                 "attributes 'position_buckets' and 'max_relative_positions' go together, but only '",
+                 attributes.position_buckets ? "position_buckets" : "max_relative_positions", "' is set");
+    if (attributes.position_buckets) {
+      const int64_t buckets = *attributes.position_buckets;
+      const int64_t max_positions = *attributes.max_relative_positions;
+      BYTETX_CHECK(buckets == 0 || (buckets >= 4 && buckets % 2 == 0 && buckets <= INT32_MAX),
+                   "attribute 'position_buckets' must be 0 (no buckets) or even, in [4, 2^31 - 1], but it is ", buckets);
+      BYTETX_CHECK(max_positions >= 1 && max_positions <= INT32_MAX,
+                   "attribute 'max_relative_positions' must be in [1, 2^31 - 1], but it is ", max_positions);
+      BYTETX_CHECK(buckets == 0 || max_positions - 1 > buckets / 2,
+                   "attribute 'max_relative_positions' must exceed 'position_buckets' / 2 + 1 = ", buckets / 2 + 1,
+                   ", but it is ", max_positions);
     }
     return Status::Ok();
   }
@@ -110,6 +132,7 @@ struct FusedMHA {
                  ShapeString({width}), " (the width of 'qkv'), but its shape is ", ShapeString(inputs[kQkvBias].dims));
     BYTETX_RETURN_IF_ERROR(ValidatePositionFeatures(inputs, attributes, *dims));
     BYTETX_RETURN_IF_ERROR(ValidateRelativePositionBias(inputs, attributes, dims));
+    BYTETX_RETURN_IF_ERROR(ValidateDisentangled(inputs, attributes, backend, dims));
     if (!Known(dims->batch) || !Known(dims->seq_len)) {
       return Status::Ok();
     }
@@ -131,11 +154,15 @@ struct FusedMHA {
   static Status ValidatePositionFeatures(const TensorDesc* inputs, const Attributes& attributes, const Dims& dims) {
     const bool rotary = !attributes.rotary_frequencies.empty();
     const bool window = attributes.sliding_window.has_value();
-    if (!rotary && !window) {
+    const bool disentangled = inputs[kPositionKey].present || inputs[kPositionQuery].present;
+    if (!rotary && !window && !disentangled) {
       return Status::Ok();
     }
-    BYTETX_CHECK(inputs[kPositions].present, "the attribute '", rotary ? "rotary_frequencies" : "sliding_window",
-                 "' needs the input 'positions'");
+    BYTETX_CHECK(inputs[kPositions].present, rotary       ? "the attribute 'rotary_frequencies'"
+                                             : window     ? "the attribute 'sliding_window'"
+                                             : inputs[kPositionKey].present ? "the input 'position_key'"
+                                                                            : "the input 'position_query'",
+                 " needs the input 'positions'");
     BYTETX_CHECK(Compatible(inputs[kPositions].dims[0], inputs[kQkv].dims[0]), "input 'positions' must have shape ",
                  "[T] = ", ShapeString({inputs[kQkv].dims[0]}), " (the rows of 'qkv'), but its shape is ",
                  ShapeString(inputs[kPositions].dims));
@@ -156,9 +183,10 @@ struct FusedMHA {
     BYTETX_CHECK(positions.present || !table.present, "inputs 'positions' and 'relative_position_bias' go together, ",
                  "but only 'relative_position_bias' is given");
     BYTETX_CHECK(table.present || !positions.present || !attributes.rotary_frequencies.empty() ||
-                     attributes.sliding_window,
+                     attributes.sliding_window || inputs[kPositionKey].present || inputs[kPositionQuery].present,
                  "input 'positions' is given without what reads it: 'relative_position_bias' (with which it goes ",
-                 "together), or the attribute 'rotary_frequencies' or 'sliding_window'");
+                 "together), 'position_key', 'position_query', or the attribute 'rotary_frequencies' or ",
+                 "'sliding_window'");
     BYTETX_CHECK(table.present == attributes.relative_position_max_distance.has_value(),
                  table.present ? "input 'relative_position_bias' needs the attribute 'relative_position_max_distance'"
                                : "attribute 'relative_position_max_distance' is set without the input "
@@ -184,6 +212,47 @@ struct FusedMHA {
                  "attribute 'relative_position_max_distance' must exceed the ", num_buckets / 4,
                  " exact distances of ", num_buckets, " buckets, but it is ", *attributes.relative_position_max_distance);
     dims->num_buckets = num_buckets;
+    return Status::Ok();
+  }
+
+  // position_key (content to position) and position_query (position to content) [2 * span, H], each
+  // optional, both with the attributes position_buckets and max_relative_positions; the CPU kernel
+  // only, for now.
+  static Status ValidateDisentangled(const TensorDesc* inputs, const Attributes& attributes, Backend backend,
+                                     Dims* dims) {
+    const TensorDesc& key = inputs[kPositionKey];
+    const TensorDesc& query = inputs[kPositionQuery];
+    const bool disentangled = key.present || query.present;
+    BYTETX_CHECK(disentangled == attributes.position_buckets.has_value(),
+                 disentangled ? "the inputs 'position_key' and 'position_query' need the attributes 'position_buckets' "
+                                "and 'max_relative_positions'"
+                              : "attributes 'position_buckets' and 'max_relative_positions' are set without the input "
+                                "'position_key' or 'position_query'");
+    if (!disentangled) {
+      return Status::Ok();
+    }
+    BYTETX_CHECK(backend == Backend::kCpu, "the disentangled position terms ('position_key', 'position_query') run on ",
+                 "the CPU kernel only: the CUDA kernels do not take them yet");
+    BYTETX_CHECK(!inputs[kRelativePositionBias].present,
+                 "the disentangled position terms do not combine with 'relative_position_bias'");
+    int64_t rows = kUnknownDim;
+    for (const TensorDesc* table : {&key, &query}) {
+      if (!table->present) {
+        continue;
+      }
+      const char* name = table == &key ? "position_key" : "position_query";
+      BYTETX_CHECK(Compatible(table->dims[1], dims->hidden), "input '", name, "' must have shape [2 * span, H] with H=",
+                   dims->hidden, " (the width of 'qkv' / 3), but its shape is ", ShapeString(table->dims));
+      if (Known(table->dims[0])) {
+        BYTETX_CHECK(table->dims[0] >= 2 && table->dims[0] % 2 == 0 && table->dims[0] <= INT32_MAX,
+                     "input '", name, "' must have an even number >= 2 of rows (2 * span), but its shape is ",
+                     ShapeString(table->dims));
+        BYTETX_CHECK(!Known(rows) || rows == table->dims[0], "inputs 'position_key' and 'position_query' must have ",
+                     "the same rows (2 * span), but they have ", rows, " and ", table->dims[0]);
+        rows = table->dims[0];
+      }
+    }
+    dims->position_span = Known(rows) ? rows / 2 : kUnknownDim;
     return Status::Ok();
   }
 

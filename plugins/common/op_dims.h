@@ -20,6 +20,7 @@ struct FusedMHADims {
   int64_t batch = 0;       // B
   int64_t seq_len = 0;     // S: bounds every sequence length
   int64_t num_buckets = 0; // rows of relative_position_bias; 0 without one
+  int64_t position_span = 0;  // half the rows of position_key / position_query; 0 without them
 };
 
 struct RebuildPaddingDims {

@@ -52,4 +52,24 @@ BYTETX_HOST_DEVICE inline int32_t RelativePositionBucket(int64_t n, const Relati
   return direction + (bucket < half - 1 ? bucket : half - 1);
 }
 
+// DeBERTa's log bucket of n = position of the query - position of the key (transformers'
+// make_log_bucket_position): distances below buckets / 2 as they are, longer ones at
+// buckets / 2 + ceil(log(|n| / mid) / log((max_positions - 1) / mid) * (mid - 1)) with their sign,
+// mid = buckets / 2, in float32 as transformers computes it; n itself where buckets is 0.
+// log_ratio is log((max_positions - 1) / mid) rounded to float.
+BYTETX_HOST_DEVICE inline int64_t DisentangledBucket(int64_t n, int64_t buckets, float log_ratio) {
+  const int64_t mid = buckets / 2;
+  const int64_t distance = n < 0 ? -n : n;
+  if (buckets == 0 || distance <= mid) {
+    return n;
+  }
+  const float scaled = ceilf(logf(static_cast<float>(distance) / static_cast<float>(mid)) / log_ratio *
+                             static_cast<float>(mid - 1)) + static_cast<float>(mid);
+  return n < 0 ? -static_cast<int64_t>(scaled) : static_cast<int64_t>(scaled);
+}
+
+inline float DisentangledLogRatio(int64_t buckets, int64_t max_positions) {
+  return buckets == 0 ? 0.0f : logf(static_cast<float>(static_cast<double>(max_positions - 1) / (buckets / 2)));
+}
+
 }  // namespace bytetx

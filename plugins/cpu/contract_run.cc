@@ -23,14 +23,17 @@ Status RunRemovePadding(const contract::RemovePadding::Dims& dims, const float* 
 
 Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMHA::Attributes& attributes,
                    const float* qkv, const float* qkv_bias, const int32_t* cu_seqlens, const int32_t* positions,
-                   const float* relative_position_bias, float* context, const ParallelFor& parallel_for) {
+                   const float* relative_position_bias, const float* position_key, const float* position_query,
+                   float* context, const ParallelFor& parallel_for) {
   BYTETX_RETURN_IF_ERROR(packed::ValidateCuSeqlens(cu_seqlens, dims.batch, dims.seq_len, dims.num_tokens));
   const float scale = contract::FusedMHA::Scale(attributes, dims.head_size);
   const RelativePositionBuckets buckets = contract::FusedMHA::Buckets(attributes, dims);
+  const int64_t position_buckets = attributes.position_buckets.value_or(0);
   return RunFusedMHA({qkv, qkv_bias, cu_seqlens, dims, attributes.num_heads, scale, context, positions,
                       relative_position_bias, buckets,
                       attributes.rotary_frequencies.empty() ? nullptr : attributes.rotary_frequencies.data(),
-                      attributes.sliding_window.value_or(-1)},
+                      attributes.sliding_window.value_or(-1), position_key, position_query, position_buckets,
+                      DisentangledLogRatio(position_buckets, attributes.max_relative_positions.value_or(1))},
                      parallel_for);
 }
 

@@ -32,7 +32,8 @@ Status RunRemovePadding(const contract::RemovePadding::Dims& dims, const float* 
 // positions: nullptr without the position features; relative_position_bias: nullptr without the bias.
 Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMHA::Attributes& attributes,
                    const float* qkv, const float* qkv_bias, const int32_t* cu_seqlens, const int32_t* positions,
-                   const float* relative_position_bias, float* context, const ParallelFor& parallel_for);
+                   const float* relative_position_bias, const float* position_key, const float* position_query,
+                   float* context, const ParallelFor& parallel_for);
 
 // Checks token_offset's values (packed::ValidateTokenOffset) before scattering through them.
 Status RunRebuildPadding(const contract::RebuildPadding::Dims& dims, const float* packed, const int32_t* token_offset,

@@ -151,6 +151,56 @@ RotaryTable BuildRotaryTable(const FusedMHAParams& p) {
   return rotary;
 }
 
+// The clamped disentangled bucket r of each position difference within a sequence, computed once
+// per call: index[n + reach] for n in [-reach, reach]. Empty without the disentangled terms, or where
+// a sequence's positions spread wider than kMaxOffsetReach (each pair's bucket is computed instead).
+struct DisentangledIndex {
+  std::vector<int32_t> index;
+  int64_t reach = 0;
+
+  int64_t Of(const FusedMHAParams& p, int64_t n) const {
+    if (!index.empty()) {
+      return index[n + reach];
+    }
+    const int64_t span = p.dims.position_span;
+    return std::clamp<int64_t>(DisentangledBucket(n, p.position_buckets, p.position_log_ratio) + span, 0, 2 * span - 1);
+  }
+};
+
+DisentangledIndex BuildDisentangledIndex(const FusedMHAParams& p) {
+  DisentangledIndex table;
+  if (p.dims.position_span == 0) {
+    return table;
+  }
+  int64_t reach = 0;
+  for (int64_t b = 0; b < p.dims.batch; ++b) {
+    const int32_t* begin = p.positions + p.cu_seqlens[b];
+    const int32_t* end = p.positions + p.cu_seqlens[b + 1];
+    if (begin != end) {
+      const auto [low, high] = std::minmax_element(begin, end);
+      reach = std::max<int64_t>(reach, static_cast<int64_t>(*high) - *low);
+    }
+  }
+  if (reach > kMaxOffsetReach) {
+    return table;
+  }
+  table.reach = reach;
+  table.index.resize(static_cast<size_t>(2 * reach + 1));
+  const int64_t span = p.dims.position_span;
+  for (int64_t n = -reach; n <= reach; ++n) {
+    table.index[n + reach] = static_cast<int32_t>(
+        std::clamp<int64_t>(DisentangledBucket(n, p.position_buckets, p.position_log_ratio) + span, 0, 2 * span - 1));
+  }
+  return table;
+}
+
+// What every task of a call reads, built once per call.
+struct CallTables {
+  OffsetBias offsets;
+  RotaryTable rotary;
+  DisentangledIndex disentangled;
+};
+
 // dst[c * stride] for the d columns of one head's q or k row `src` plus `bias`, rotated by `angles`
 // (a RotaryTable row) or not (nullptr), times `factor`: x[c] cos - x[c + d/2] sin, x[c + d/2] cos + x[c] sin.
 void LoadHeadRow(const float* src, const float* bias, const float* angles, int64_t d, float factor, float* dst,
@@ -208,6 +258,10 @@ struct Scratch {
   std::vector<float> scores;   // [rows, padded_len], row stride len_stride
   std::vector<float> out;      // [rows, padded_d], row stride d_stride; not yet normalized
   std::vector<float> sums;     // [rows] softmax denominators
+  // Disentangled terms over the buckets r_low .. r_low + width - 1 a sequence uses:
+  std::vector<float> key_t;    // [d, width], row stride width_stride: position_key transposed
+  std::vector<float> c2p;      // [rows, width], row stride width_stride: q . position_key[r]
+  std::vector<float> p2c;      // [width, padded_len], row stride len_stride: position_query[r] . k
 
   static float* Grow(std::vector<float>& buffer, int64_t size) {
     if (buffer.size() < static_cast<size_t>(size)) {
@@ -380,8 +434,9 @@ struct VectorKernels {
     return row_sum;
   }
 
-  static BYTETX_ALWAYS_INLINE void RunTask(const FusedMHAParams& p, const OffsetBias& offsets,
-                                           const RotaryTable& rotary, const Task& task) {
+  static BYTETX_ALWAYS_INLINE void RunTask(const FusedMHAParams& p, const CallTables& tables, const Task& task) {
+    const OffsetBias& offsets = tables.offsets;
+    const RotaryTable& rotary = tables.rotary;
     const int64_t d = p.dims.head_size;
     const int64_t hidden = p.num_heads * d;
     const int64_t first = p.cu_seqlens[task.sequence];
@@ -426,10 +481,45 @@ struct VectorKernels {
       consecutive = consecutive && positions[j] == static_cast<int64_t>(positions[0]) + j;
     }
 
+    // DeBERTa's disentangled terms, over the buckets r_low .. r_low + width - 1 that the sequence's
+    // position differences reach.
+    const bool disentangled = p.dims.position_span > 0;
+    int64_t r_low = 0;
+    int64_t padded_width = 0;
+    int64_t width_stride = 0;
+    float* key_t = nullptr;
+    float* c2p = nullptr;
+    float* p2c = nullptr;
+    if (disentangled) {
+      const auto [low, high] = std::minmax_element(positions, positions + len);
+      const int64_t spread = static_cast<int64_t>(*high) - *low;
+      r_low = tables.disentangled.Of(p, -spread);
+      const int64_t width = tables.disentangled.Of(p, spread) - r_low + 1;
+      padded_width = RoundUp(width, kLanes);
+      width_stride = RowStride(padded_width);
+      if (p.position_key != nullptr) {
+        key_t = Scratch::Grow(s.key_t, d * width_stride);
+        const float* key_rows = p.position_key + r_low * hidden + task.head * d;
+        for (int64_t c = 0; c < d; ++c) {
+          for (int64_t r = 0; r < width; ++r) {
+            key_t[c * width_stride + r] = key_rows[r * hidden + c];
+          }
+          std::fill(key_t + c * width_stride + width, key_t + c * width_stride + padded_width, 0.0f);
+        }
+        c2p = Scratch::Grow(s.c2p, block_rows * width_stride);
+      }
+      if (p.position_query != nullptr) {
+        // p2c[r, j] = position_query[r_low + r] . k_j: the buckets' rows of this head times K transposed.
+        p2c = Scratch::Grow(s.p2c, width * len_stride);
+        Gemm(width, padded_len, d, p.position_query + r_low * hidden + task.head * d, hidden, k_t, len_stride, p2c,
+             len_stride);
+      }
+    }
+
     // With consecutive positions (and no bias), a block of rows needs only the keys within the window
     // of its rows. The others' probabilities are exactly 0 and the kept keys start at a multiple of
     // kLanes, so every sum adds the same terms in the same lanes: the result is bitwise the same.
-    const bool key_ranged = windowed && consecutive && !biased;
+    const bool key_ranged = windowed && consecutive && !biased && !disentangled;
     for (int64_t row_begin = task.row_begin; row_begin < task.row_end; row_begin += block_rows) {
       const int64_t rows = std::min(block_rows, task.row_end - row_begin);
       int64_t key_begin = 0;
@@ -449,6 +539,19 @@ struct VectorKernels {
       for (int64_t i = 0; biased && i < rows; ++i) {
         AddOffsetBias(p, offsets, task.head, positions, consecutive, row_begin + i, len, scores + i * len_stride);
       }
+      if (c2p != nullptr) {
+        Gemm(rows, padded_width, d, q, d, key_t, width_stride, c2p, width_stride);  // q is scaled
+      }
+      for (int64_t i = 0; disentangled && i < rows; ++i) {
+        const int64_t row = row_begin + i;
+        float* row_scores = scores + i * len_stride;
+        for (int64_t j = 0; j < len; ++j) {
+          const int64_t r = tables.disentangled.Of(p, static_cast<int64_t>(positions[row]) - positions[j]) - r_low;
+          // q is scaled already; the position-to-content term is scaled here, as the scores are.
+          row_scores[j] += (c2p != nullptr ? c2p[i * width_stride + r] : 0.0f) +
+                           (p2c != nullptr ? p.scale * p2c[r * len_stride + j] : 0.0f);
+        }
+      }
       for (int64_t i = 0; windowed && i < rows; ++i) {
         ApplySlidingWindow(p.sliding_window, positions, consecutive, row_begin + i, key_begin, key_end,
                            scores + i * len_stride);
@@ -467,26 +570,24 @@ struct VectorKernels {
   }
 };
 
-using RunTaskFn = void (*)(const FusedMHAParams& p, const OffsetBias& offsets, const RotaryTable& rotary,
-                          const Task& task);
+using RunTaskFn = void (*)(const FusedMHAParams& p, const CallTables& tables, const Task& task);
 
 // One entry point per ISA, each compiled for it; always-inline code takes the ISA of its caller.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define BYTETX_X86_ISAS 1
-__attribute__((target("arch=x86-64-v4"))) void RunTaskAvx512(const FusedMHAParams& p, const OffsetBias& offsets,
-                                                              const RotaryTable& rotary, const Task& task) {
-  VectorKernels<16, 8>::RunTask(p, offsets, rotary, task);  // 8 x 2 zmm accumulators of 32 registers
+__attribute__((target("arch=x86-64-v4"))) void RunTaskAvx512(const FusedMHAParams& p, const CallTables& tables,
+                                                              const Task& task) {
+  VectorKernels<16, 8>::RunTask(p, tables, task);  // 8 x 2 zmm accumulators of 32 registers
 }
 
-__attribute__((target("arch=x86-64-v3"))) void RunTaskAvx2(const FusedMHAParams& p, const OffsetBias& offsets,
-                                                            const RotaryTable& rotary, const Task& task) {
-  VectorKernels<8, 6>::RunTask(p, offsets, rotary, task);  // 6 x 2 ymm accumulators of 16 registers
+__attribute__((target("arch=x86-64-v3"))) void RunTaskAvx2(const FusedMHAParams& p, const CallTables& tables,
+                                                            const Task& task) {
+  VectorKernels<8, 6>::RunTask(p, tables, task);  // 6 x 2 ymm accumulators of 16 registers
 }
 #endif
 
-void RunTaskBaseline(const FusedMHAParams& p, const OffsetBias& offsets, const RotaryTable& rotary,
-                     const Task& task) {
-  VectorKernels<4, 6>::RunTask(p, offsets, rotary, task);
+void RunTaskBaseline(const FusedMHAParams& p, const CallTables& tables, const Task& task) {
+  VectorKernels<4, 6>::RunTask(p, tables, task);
 }
 
 // The ISA the CPU has, or the one BYTETX_CPU_ISA names (to compare paths, or avoid one).
@@ -557,9 +658,8 @@ Status RunFusedMHA(const FusedMHAParams& p, const ParallelFor& parallel_for) {
       }
     }
   }
-  const OffsetBias offsets = BuildOffsetBias(p);
-  const RotaryTable rotary = BuildRotaryTable(p);
-  return parallel_for(tasks.size(), [&](size_t index) { isa.run_task(p, offsets, rotary, tasks[index]); });
+  const CallTables tables{BuildOffsetBias(p), BuildRotaryTable(p), BuildDisentangledIndex(p)};
+  return parallel_for(tasks.size(), [&](size_t index) { isa.run_task(p, tables, tasks[index]); });
 }
 
 }  // namespace bytetx::cpu

@@ -1,7 +1,8 @@
 // FusedMHA on the CPU: multi-head self-attention over the ragged sequences of the packed layout
 // (common/packed_layout.h), reading Q, K and V from one [T, 3H] tensor and adding their bias on the fly,
 // with an optional relative position bias on the scores (common/relative_position.h), optional rotary
-// embeddings of Q and K, and an optional sliding window, all by the tokens' positions.
+// embeddings of Q and K, an optional sliding window and optional disentangled position terms, all by
+// the tokens' positions.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,13 @@ struct FusedMHAParams {
   const float* rotary_frequencies = nullptr;  // [head_size / 2]
   // With sliding_window >= 0: query i attends key j only where |positions[i] - positions[j]| <= it.
   int64_t sliding_window = -1;
+  // With dims.position_span > 0 (DeBERTa's disentangled attention), before the scale: head h's score of
+  // query i and key j gets q_i . position_key[r, head h] and k_j . position_query[r, head h] (each
+  // where given), r = clamp(DisentangledBucket(positions[i] - positions[j]) + span, 0, 2 span - 1).
+  const float* position_key = nullptr;    // [2 span, H]
+  const float* position_query = nullptr;  // [2 span, H]
+  int64_t position_buckets = 0;           // 0: the distances themselves
+  float position_log_ratio = 0.0f;        // DisentangledLogRatio
 };
 
 // Each sequence's output depends only on that sequence: not on the batch around it, the thread

@@ -29,7 +29,8 @@ Status ComputeFusedMHA(OrtKernelContext* context, const contract::FusedMHA::Attr
   const Contract::Dims& dims = call.dims();
   return cpu::RunFusedMHA(dims, attributes, call.Data<float>(Contract::kQkv), call.Data<float>(Contract::kQkvBias),
                           call.Data<int32_t>(Contract::kCuSeqlens), call.Data<int32_t>(Contract::kPositions),
-                          call.Data<float>(Contract::kRelativePositionBias),
+                          call.Data<float>(Contract::kRelativePositionBias), call.Data<float>(Contract::kPositionKey),
+                          call.Data<float>(Contract::kPositionQuery),
                           call.Output<float>(0, {dims.num_tokens, dims.hidden}), OrtParallelFor(context));
 }
 

@@ -94,7 +94,9 @@ Status ReadFusedMHAAttributes(const OrtApi& api, const OrtKernelInfo* info,
   BYTETX_RETURN_IF_ERROR(
       ReadOptionalInt(api, info, "relative_position_max_distance", &attributes->relative_position_max_distance));
   BYTETX_RETURN_IF_ERROR(ReadOptionalFloats(api, info, "rotary_frequencies", &attributes->rotary_frequencies));
-  return ReadOptionalInt(api, info, "sliding_window", &attributes->sliding_window);
+  BYTETX_RETURN_IF_ERROR(ReadOptionalInt(api, info, "sliding_window", &attributes->sliding_window));
+  BYTETX_RETURN_IF_ERROR(ReadOptionalInt(api, info, "position_buckets", &attributes->position_buckets));
+  return ReadOptionalInt(api, info, "max_relative_positions", &attributes->max_relative_positions);
 }
 
 ParallelFor OrtParallelFor(OrtKernelContext* context) { return ParallelFor(&RunOnIntraOpPool, context); }

@@ -175,7 +175,8 @@ EMU_EXPORT int cpu_fused_mha(const float* qkv, const float* bias, const int32_t*
   }
   const bool positioned = biased || rotary_frequencies != nullptr || sliding_window >= 0;
   return ToInt(bytetx::cpu::RunFusedMHA(dims, attributes, qkv, bias, cu_seqlens, positioned ? positions : nullptr,
-                                        biased ? table : nullptr, context, bytetx::ParallelFor::Serial()));
+                                        biased ? table : nullptr, /*position_key=*/nullptr,
+                                        /*position_query=*/nullptr, context, bytetx::ParallelFor::Serial()));
 }
 
 EMU_EXPORT int cpu_rebuild_padding(const float* packed, const int32_t* token_offset, int64_t num_tokens, int64_t batch,

@@ -116,3 +116,23 @@ def rotary_window_model(num_heads: int, rotary_frequencies=None,
         inputs["relative_position_bias"] = FLOAT
     node = helper.make_node("FusedMHA", names, ["context"], domain=DOMAIN, **attrs)
     return _model([node], inputs, {"context": FLOAT})
+
+
+def disentangled_model(num_heads: int, position_buckets: int | None, max_relative_positions: int | None,
+                       c2p: bool = True, p2c: bool = True, scale: float | None = None,
+                       positions: bool = True) -> bytes:
+    """FusedMHA with DeBERTa's disentangled terms: ``position_key`` (``c2p``) and/or ``position_query``
+    (``p2c``) inputs, the bucketing attributes (None leaves one out), ``positions`` unless False."""
+    attrs = {"num_heads": num_heads}
+    for name, value in (("position_buckets", position_buckets), ("max_relative_positions", max_relative_positions),
+                        ("scale", scale)):
+        if value is not None:
+            attrs[name] = value
+    names = ["qkv", "qkv_bias", "cu_seqlens", "token_offset", "positions" if positions else "", "",
+             "position_key" if c2p else "", "position_query" if p2c else ""]
+    inputs = {"qkv": FLOAT, "qkv_bias": FLOAT, "cu_seqlens": INT32, "token_offset": INT32}
+    inputs.update({name: INT32 if name == "positions" else FLOAT for name in names[4:] if name})
+    while not names[-1]:
+        names.pop()
+    node = helper.make_node("FusedMHA", names, ["context"], domain=DOMAIN, **attrs)
+    return _model([node], inputs, {"context": FLOAT})
