@@ -68,6 +68,13 @@ class ModernBertExportConfig(EncoderExportConfig):
     inputs = ("input_ids", "attention_mask")
 
 
+class DebertaV2ExportConfig(EncoderExportConfig):
+    """DeBERTa-v2 and v3: no token types (their checkpoints have none); disentangled attention."""
+
+    model_type = "deberta-v2"
+    inputs = ("input_ids", "attention_mask")
+
+
 class DistilBertExportConfig(EncoderExportConfig):
     model_type = "distilbert"
     inputs = ("input_ids", "attention_mask")
@@ -84,7 +91,16 @@ EXPORT_CONFIGS: dict[str, type[EncoderExportConfig]] = {
         ElectraExportConfig,
         MPNetExportConfig,
         ModernBertExportConfig,
+        DebertaV2ExportConfig,
     )
+}
+
+
+# Model types whose graph would match in part only, refused by name before any export.
+REFUSED_MODEL_TYPES: dict[str, str] = {
+    "deberta": "DeBERTa (v1) fuses Q, K and V into one projection with separate query and value biases and scales "
+               "its position-to-content term differently from DeBERTa-v2/v3, which bytetx runs padding-free "
+               "(model type 'deberta-v2'); DeBERTa v1 is not supported yet",
 }
 
 
@@ -93,6 +109,8 @@ def config_by_structure(model_type: str, forward_parameters: Collection[str],
     """The config of a model type with none of its own: token ids and attention mask, and token types
     where its forward takes them and it has more than one; UnsupportedModelError if it takes neither
     ids nor a mask (no encoder bytetx can make padding-free)."""
+    if model_type in REFUSED_MODEL_TYPES:
+        raise UnsupportedModelError(f"model type '{model_type}': {REFUSED_MODEL_TYPES[model_type]}")
     missing = [name for name in ("input_ids", "attention_mask") if name not in forward_parameters]
     if missing:
         raise UnsupportedModelError(

@@ -36,6 +36,7 @@ import onnx_graphsurgeon as gs
 from bytetx import ops
 
 from .base import GraphPass, PassReport, RewriteError, constant_value, describe, producer, scalar_value
+from .disentangled import DisentangledTerms, NotDisentangled, depends_on, find_disentangled_terms
 from .position_bias import NotAPositionBias, RelativePositionBias, find_relative_position_bias
 from .rotary import NotARotary, Rotation, match_rotation, rotary_frequencies
 from .sliding_window import MaskForm, NotAWindow, find_sliding_window
@@ -43,7 +44,7 @@ from .sliding_window import MaskForm, NotAWindow, find_sliding_window
 # Ops that only move a head's data around between the projection and the score MatMul.
 _LAYOUT_OPS = {"Reshape", "Transpose", "Cast", "Identity", "Squeeze", "Unsqueeze"}
 # Ops between Softmax and the context MatMul that leave the probabilities unchanged at inference.
-_PROBABILITY_PASSTHROUGH = {"Cast", "Identity", "Dropout"}
+_PROBABILITY_PASSTHROUGH = {"Cast", "Identity", "Dropout", "Reshape"}
 # At most this many nodes between a Softmax and its score MatMul (scale, mask add, casts).
 _MAX_SCORE_PATH = 8
 
@@ -79,6 +80,7 @@ class AttentionMatch:
     position_bias: RelativePositionBias | None  # its table already scaled like the scores after it
     rotary_frequencies: np.ndarray | None = None
     sliding_window: int | None = None
+    disentangled: DisentangledTerms | None = None
 
 
 def _fail(layer: int, node: gs.Node, why: str) -> RewriteError:
@@ -211,8 +213,9 @@ def _leads_to_score_matmul(tensor: gs.Tensor, depth: int) -> bool:
         return False
     if node.op == "MatMul":
         return constant_value(node.inputs[1]) is None
-    if node.op in ("Mul", "Div", "Cast", "Identity"):
-        return any(_leads_to_score_matmul(t, depth - 1) for t in node.inputs if constant_value(t) is None)
+    if node.op in ("Mul", "Div", "Cast", "Identity", "Reshape"):
+        return any(_leads_to_score_matmul(t, depth - 1) for t in node.inputs[:1 if node.op == "Reshape" else 2]
+                   if constant_value(t) is None)
     if node.op in ("Add", "Where"):
         return any(_leads_to_score_matmul(t, depth - 1) for t in node.inputs)
     return False
@@ -240,14 +243,16 @@ class ScorePath:
     bias_term: gs.Tensor | None = None
     bias_add: gs.Node | None = None
     bias_scale: float = 1.0
-    masks: list[tuple[gs.Tensor, gs.Node, MaskForm]] = field(default_factory=list)
+    # Terms that read input values: attention masks, or DeBERTa's disentangled terms (which read Q and K),
+    # each with its node, how it applies, and the factor applied after it.
+    masks: list[tuple[gs.Tensor, gs.Node, MaskForm, float]] = field(default_factory=list)
 
 
 def _find_score_path(softmax: gs.Node, layer: int) -> ScorePath:
     """From Softmax up to ``Q @ K^T``, past the scale, the additive mask and a position bias."""
     tensor, scale = softmax.inputs[0], 1.0
     bias: tuple[gs.Tensor, gs.Node, float] | None = None
-    masks: list[tuple[gs.Tensor, gs.Node, MaskForm]] = []
+    masks: list[tuple[gs.Tensor, gs.Node, MaskForm, float]] = []
     for _ in range(_MAX_SCORE_PATH):
         node = producer(tensor)
         if node is None:
@@ -260,7 +265,7 @@ def _find_score_path(softmax: gs.Node, layer: int) -> ScorePath:
                 scale *= value if node.op == "Mul" else 1.0 / value
                 tensor = other
                 continue
-        if node.op in ("Cast", "Identity"):
+        if node.op in ("Cast", "Identity", "Reshape"):  # Reshape: [B * heads, S, S] <-> [B, heads, S, S]
             tensor = node.inputs[0]
             continue
         if node.op in ("Add", "Where"):
@@ -273,9 +278,10 @@ def _find_score_path(softmax: gs.Node, layer: int) -> ScorePath:
                                                  "mask nor one relative position bias")
                     bias = (terms[0], node, scale)
                 elif node.op == "Add":
-                    masks.append((terms[0], node, "additive"))
+                    masks.append((terms[0], node, "additive", scale))
                 else:
-                    masks.append((terms[0], node, "keep_where_true" if data[0] is node.inputs[1] else "keep_where_false"))
+                    masks.append((terms[0], node, "keep_where_true" if data[0] is node.inputs[1] else "keep_where_false",
+                                  scale))
                 tensor = data[0]
                 continue
         raise _fail(layer, node, "expected the scale, a position bias or the attention mask between scores and Softmax")
@@ -328,6 +334,22 @@ class _Block:
     v: Traced
     context: gs.Tensor
     num_heads: int
+    masks: list[tuple[gs.Tensor, gs.Node, MaskForm, float]]
+    disentangled: tuple[gs.Tensor, gs.Node, MaskForm, float] | None  # DeBERTa's term on the scores
+    query_heads: set[str]  # the tensors between the projections and Q K^T
+    key_heads: set[str]
+
+
+def _head_rows(tensor: gs.Tensor) -> set[str]:
+    """The names of the tensors from an operand of Q K^T up to its projection: layout ops and constant
+    factors, where DeBERTa's disentangled terms read the head rows."""
+    names = set()
+    while True:
+        names.add(tensor.name)
+        node = producer(tensor)
+        if node is None or not (node.op in _LAYOUT_OPS or (node.op in ("Mul", "Div") and _split_constant(node)[0] is not None)):
+            return names
+        tensor = node.inputs[0] if node.op in _LAYOUT_OPS else _split_constant(node)[1]
 
 
 def _content_key(*projections: Projection) -> bytes:
@@ -378,10 +400,19 @@ class FuseAttention(GraphPass):
             q, k, v = block.q.projection, block.k.projection, block.v.projection
             head_size = q.weight.shape[1] // num_heads
             rotary = self._rotary(graph, block, head_size, frequencies)
-            window = self._window(graph, path, layer, windows)
+            window = self._window(graph, block, windows)
             scale = path.scale * block.q.scale * block.k.scale
+            disentangled = None
+            if block.disentangled is not None:
+                term, node, _, scale_after = block.disentangled
+                try:
+                    disentangled = find_disentangled_terms(graph, term, block.query_heads, block.key_heads, num_heads,
+                                                           head_size, scale / scale_after)
+                except NotDisentangled as error:
+                    raise _fail(layer, node, "the scores get a term computed from the query or key that is not "
+                                             f"DeBERTa's disentangled attention: {error}") from None
             matches.append(AttentionMatch(layer, block.softmax, q, k, v, block.context, scale, num_heads,
-                                          position_bias, rotary, window))
+                                          position_bias, rotary, window, disentangled))
         return matches
 
     def _match_structure(self, layer: int, softmax: gs.Node) -> _Block:
@@ -407,7 +438,13 @@ class FuseAttention(GraphPass):
         if (traced_q.rotation is None) != (traced_k.rotation is None):
             raise _fail(layer, softmax, "rotary embeddings on only one of query and key")
         context = _find_context_output(context_matmul, layer)
-        return _Block(layer, softmax, path, traced_q, traced_k, traced_v, context, num_heads)
+        query_heads, key_heads = _head_rows(path.matmul.inputs[0]), _head_rows(path.matmul.inputs[1])
+        disentangled = [m for m in path.masks if m[2] == "additive" and depends_on(m[0], query_heads | key_heads)]
+        if len(disentangled) > 1:
+            raise _fail(layer, disentangled[1][1], "the scores get a second term computed from the query or key")
+        masks = [m for m in path.masks if m not in disentangled]
+        return _Block(layer, softmax, path, traced_q, traced_k, traced_v, context, num_heads, masks,
+                      disentangled[0] if disentangled else None, query_heads, key_heads)
 
     @staticmethod
     def _rotary(graph: gs.Graph, block: _Block, head_size: int,
@@ -430,10 +467,10 @@ class FuseAttention(GraphPass):
         return result[0]
 
     @staticmethod
-    def _window(graph: gs.Graph, path: ScorePath, layer: int, found: dict[str, int | None]) -> int | None:
+    def _window(graph: gs.Graph, block: _Block, found: dict[str, int | None]) -> int | None:
         """The sliding window the block's masks apply besides padding, None if they mask only padding."""
-        windows = set()
-        for term, node, form in path.masks:
+        layer, windows = block.layer, set()
+        for term, node, form, _ in block.masks:
             if term.name not in found:
                 try:
                     found[term.name] = find_sliding_window(graph, term, form)
@@ -442,7 +479,7 @@ class FuseAttention(GraphPass):
             if found[term.name] is not None:
                 windows.add(found[term.name])
         if len(windows) > 1:
-            raise _fail(layer, path.matmul, f"the scores get sliding windows of {sorted(windows)}")
+            raise _fail(layer, block.path.matmul, f"the scores get sliding windows of {sorted(windows)}")
         return windows.pop() if windows else None
 
     def run(self, graph: gs.Graph) -> PassReport:
@@ -488,8 +525,28 @@ class FuseAttention(GraphPass):
                 attrs["relative_position_max_distance"] = m.position_bias.max_distance
                 described += (f", relative position bias ({table.shape[0]} buckets, "
                               f"max distance {m.position_bias.max_distance})")
-            elif m.rotary_frequencies is not None or m.sliding_window is not None:
+            elif m.rotary_frequencies is not None or m.sliding_window is not None or m.disentangled is not None:
                 inputs.append(positions)
+            if m.disentangled is not None:
+                terms = m.disentangled
+                inputs.append(gs.Variable.empty())  # no relative_position_bias
+                for name, table in (("position_key", terms.position_key), ("position_query", terms.position_query)):
+                    if table is None:
+                        inputs.append(gs.Variable.empty())
+                        continue
+                    table = np.ascontiguousarray(table.astype(m.q.weight.dtype))
+                    if table.tobytes() not in bias_tables:
+                        bias_tables[table.tobytes()] = gs.Constant(f"bytetx_{name}_{len(bias_tables)}", table)
+                    inputs.append(bias_tables[table.tobytes()])
+                while not inputs[-1].name:
+                    inputs.pop()
+                attrs["position_buckets"] = terms.position_buckets
+                attrs["max_relative_positions"] = terms.max_relative_positions
+                described += (f", disentangled {'c2p' if terms.position_key is not None else ''}"
+                              f"{'+' if terms.position_key is not None and terms.position_query is not None else ''}"
+                              f"{'p2c' if terms.position_query is not None else ''} (span "
+                              f"{(terms.position_key if terms.position_key is not None else terms.position_query).shape[0] // 2}, "
+                              f"buckets {terms.position_buckets}, max {terms.max_relative_positions})")
             m.context.inputs.clear()
             graph.nodes.append(gs.Node("MatMul", f"{prefix}/QkvMatMul", inputs=[m.q.x, weight], outputs=[qkv]))
             graph.nodes.append(

@@ -11,6 +11,7 @@ Replacement (docs/ops.md, "Packed inputs"):
   the original subgraph gives a right-padded batch, found by evaluating it on a probe batch: positions
   that restart in every sequence plus the architecture's offset (0 for BERT, ``padding_idx + 1`` for
   RoBERTa), or a constant (RoBERTa's default token type);
+- where the embeddings read the attention mask (DeBERTa multiplies them by it), they read ones instead;
 - ``RemovePadding`` disappears: the embeddings are already ``[1, T, H]`` (one squeeze), ``cu_seqlens`` is
   the input, the ``[B, S]`` shape that ``FusedMHA`` reads comes from the inputs' shapes, and the
   positions of a relative position bias count from each sequence's start;
@@ -27,6 +28,7 @@ from typing import Literal
 import numpy as np
 import onnx_graphsurgeon as gs
 from onnx import TensorProto
+from onnx.helper import np_dtype_to_tensor_dtype
 
 from bytetx import ops
 
@@ -126,6 +128,19 @@ class PackedInputs(GraphPass):
                        + (f" (+{index.value})" if index.kind in ("positions", "constant") and index.value else ""))
 
         embeddings, mask = remover.inputs[0], remover.inputs[1]
+        # Every packed token is valid: where the embeddings read the mask (DeBERTa multiplies by it), ones.
+        ones = None
+        for node in _ancestors(embeddings):
+            for index, tensor in enumerate(node.inputs):
+                if tensor is mask:
+                    if ones is None:
+                        ones = build.op("Unsqueeze", [build.op("Cast", [build.op("Add", [
+                            build.op("Mul", [ids, build.const(np.array(0, np.int64))]),
+                            build.const(np.array(1, np.int64))])], to=np_dtype_to_tensor_dtype(np.dtype(mask.dtype))),
+                            build.const(np.array([0], np.int64))])
+                        report.add(f"the embeddings read ones for the mask '{mask.name.removesuffix('/padded')}' (every packed "
+                                   "token is valid)")
+                    node.inputs[index] = ones
         leaks = _readers_of(embeddings, {id(t) for t in old_inputs.values()})
         if leaks:
             raise RewriteError(f"the embeddings still read the padded inputs at {leaks[0]}: only token ids, token "
