@@ -63,6 +63,7 @@ MODELS: dict[str, ModelSource] = {
         ModelSource("bert-base", harness.bert_base_dir, harness.bert_base_config),
         ModelSource("mpnet-base", harness.mpnet_base_dir, harness.mpnet_base_config),
         ModelSource("modernbert-base", harness.modernbert_base_dir, harness.modernbert_base_config),
+        ModelSource("deberta-v3-base", harness.deberta_v3_base_dir, harness.deberta_v3_base_config),
     )
 }
 

@@ -136,6 +136,29 @@ def modernbert_base_dir(workdir: Path) -> Path:
     return directory
 
 
+def deberta_v3_base_config() -> Any:
+    """The shapes of DeBERTa-v3-base (12 layers, H 768, 12 heads, I 3072, 128100 tokens, 256 position
+    buckets up to 512, shared attention keys, normalized relative embeddings, no absolute positions)."""
+    from transformers import DebertaV2Config
+
+    return DebertaV2Config(vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                           intermediate_size=3072, relative_attention=True, position_buckets=256,
+                           max_relative_positions=-1, norm_rel_ebd="layer_norm", share_att_key=True,
+                           pos_att_type=["p2c", "c2p"], position_biased_input=False, type_vocab_size=0,
+                           max_position_embeddings=512, layer_norm_eps=1e-7)
+
+
+def deberta_v3_base_dir(workdir: Path) -> Path:
+    """A DeBERTa-v3-base-sized DebertaV2Model with random weights (seed 0), saved under ``workdir``."""
+    import torch
+    from transformers import DebertaV2Model
+
+    directory = workdir / "deberta-v3-base-random"
+    torch.manual_seed(0)
+    DebertaV2Model(deberta_v3_base_config()).save_pretrained(directory)
+    return directory
+
+
 @dataclass(frozen=True)
 class ModelInputs:
     """What a model's random batches need: its input names ([B, S] int64 each) and vocabulary."""
