@@ -86,16 +86,21 @@ def bert_base_config(max_positions: int = 512) -> Any:
     return BertConfig(max_position_embeddings=max_positions)
 
 
-def bert_base_dir(workdir: Path, max_positions: int = 512) -> Path:
-    """A BERT-base-sized BertModel with random weights (seed 0), saved under ``workdir``; speed does not
-    depend on the weights' values."""
+def random_model_dir(workdir: Path, name: str, config: Any) -> Path:
+    """The base model of ``config`` with random weights (seed 0), saved as ``workdir / name``; speed does
+    not depend on the weights' values."""
     import torch
-    from transformers import BertModel
+    from transformers import AutoModel
 
-    directory = workdir / f"bert-base-{max_positions}-random"
+    directory = workdir / name
     torch.manual_seed(0)
-    BertModel(bert_base_config(max_positions)).save_pretrained(directory)
+    AutoModel.from_config(config).save_pretrained(directory)
     return directory
+
+
+def bert_base_dir(workdir: Path, max_positions: int = 512) -> Path:
+    """A BERT-base-sized BertModel with random weights."""
+    return random_model_dir(workdir, f"bert-base-{max_positions}-random", bert_base_config(max_positions))
 
 
 def mpnet_base_config() -> Any:
@@ -107,14 +112,8 @@ def mpnet_base_config() -> Any:
 
 
 def mpnet_base_dir(workdir: Path) -> Path:
-    """An MPNet-base-sized MPNetModel with random weights (seed 0), saved under ``workdir``."""
-    import torch
-    from transformers import MPNetModel
-
-    directory = workdir / "mpnet-base-random"
-    torch.manual_seed(0)
-    MPNetModel(mpnet_base_config()).save_pretrained(directory)
-    return directory
+    """An MPNet-base-sized MPNetModel with random weights (seed 0)."""
+    return random_model_dir(workdir, "mpnet-base-random", mpnet_base_config())
 
 
 def modernbert_base_config() -> Any:
@@ -126,14 +125,8 @@ def modernbert_base_config() -> Any:
 
 
 def modernbert_base_dir(workdir: Path) -> Path:
-    """A ModernBERT-base-sized ModernBertModel with random weights (seed 0), saved under ``workdir``."""
-    import torch
-    from transformers import ModernBertModel
-
-    directory = workdir / "modernbert-base-random"
-    torch.manual_seed(0)
-    ModernBertModel(modernbert_base_config()).save_pretrained(directory)
-    return directory
+    """A ModernBERT-base-sized ModernBertModel with random weights (seed 0)."""
+    return random_model_dir(workdir, "modernbert-base-random", modernbert_base_config())
 
 
 def deberta_v3_base_config() -> Any:
@@ -149,14 +142,8 @@ def deberta_v3_base_config() -> Any:
 
 
 def deberta_v3_base_dir(workdir: Path) -> Path:
-    """A DeBERTa-v3-base-sized DebertaV2Model with random weights (seed 0), saved under ``workdir``."""
-    import torch
-    from transformers import DebertaV2Model
-
-    directory = workdir / "deberta-v3-base-random"
-    torch.manual_seed(0)
-    DebertaV2Model(deberta_v3_base_config()).save_pretrained(directory)
-    return directory
+    """A DeBERTa-v3-base-sized DebertaV2Model with random weights."""
+    return random_model_dir(workdir, "deberta-v3-base-random", deberta_v3_base_config())
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .base import constant_value, producer
-from .probe import ProbeError, RowProbe, squeeze_leading
+from .base import producer
+from .probe import ProbeError, RowProbe, length_beyond_constants, squeeze_leading
 
 # Floors and bounds of the longest probe, which must reach the last bucket of each direction: twice
 # the largest integer constant the term reads (the span's clamp bound among them).
@@ -57,16 +57,6 @@ def depends_on(tensor: gs.Tensor, names: set[str]) -> bool:
     return any(t.name in names for node in _ancestor_nodes(tensor) for t in node.inputs)
 
 
-def _longest_probe(term: gs.Tensor) -> int:
-    largest = 0
-    for node in _ancestor_nodes(term):
-        for t in node.inputs:
-            value = constant_value(t)
-            if value is not None and value.dtype.kind in "iu" and value.size == 1 and abs(int(value.item())) < _MAX_CONSTANT:
-                largest = max(largest, abs(int(value.item())))
-    return max(_MIN_LONGEST, 2 * largest + 2)
-
-
 def bucket_index(n: np.ndarray, span: int, position_buckets: int, max_relative_positions: int) -> np.ndarray:
     """FusedMHA's clamped bucket of relative positions ``n`` (docs/ops.md), as transformers computes
     make_log_bucket_position in float32."""
@@ -100,7 +90,7 @@ def find_disentangled_terms(graph: gs.Graph, term: gs.Tensor, query_heads: set[s
         raise NotDisentangled(f"its position tables have {sorted(rows)} rows, not one even count")
     span = next(iter(rows)) // 2
     cuts = {side: found[0].inputs[0] for side, found in by_side.items() if found}
-    lengths = (_longest_probe(term), *_SHORT_LENGTHS)
+    lengths = (length_beyond_constants(term, _MIN_LONGEST, _MAX_CONSTANT), *_SHORT_LENGTHS)
     try:
         probe = RowProbe(graph, [term], tuple(t.name for t in cuts.values()))
         longest = lengths[0]

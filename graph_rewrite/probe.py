@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from .base import constant_value, producer
+
 
 class ProbeError(ValueError):
     """The tensors cannot be evaluated on their own; the message says why."""
@@ -110,3 +112,28 @@ def squeeze_leading(value: np.ndarray, rank: int) -> np.ndarray:
     while value.ndim > rank and value.shape[0] == 1:
         value = value[0]
     return value
+
+
+def ancestor_constants(tensor: gs.Tensor) -> list[np.ndarray]:
+    """The values of the constants ``tensor`` is computed from (itself, if it is one)."""
+    found, seen, stack = [], set(), [tensor]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        value = constant_value(t)
+        if value is not None:
+            found.append(value)
+            continue
+        node = producer(t)
+        if node is not None:
+            stack.extend(node.inputs)
+    return found
+
+
+def length_beyond_constants(tensor: gs.Tensor, floor: int, bound: int) -> int:
+    """A probe length past twice the largest integer scalar below ``bound`` that ``tensor`` is computed
+    from (a window or a bucket bound, say, shows only at lengths beyond it), and at least ``floor``."""
+    scalars = [abs(int(v.item())) for v in ancestor_constants(tensor) if v.dtype.kind in "iu" and v.size == 1]
+    return max(floor, 2 * max([s for s in scalars if s < bound], default=0) + 2)

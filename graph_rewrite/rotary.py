@@ -15,7 +15,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from .base import constant_value, producer
-from .probe import ProbeError, RowProbe, squeeze_leading
+from .probe import ProbeError, RowProbe, ancestor_constants, squeeze_leading
 
 # The longest length covers angles far from 0 (where a wrong frequency would show); the others
 # check that the angles grow with the position from the row's start.
@@ -99,21 +99,7 @@ def match_rotation(add: gs.Node) -> Rotation | None:
 
 def _frequency_candidates(tensor: gs.Tensor, half: int) -> list[np.ndarray]:
     """The float constants of ``half`` values among the inputs of ``tensor``."""
-    found, seen, stack = [], set(), [tensor]
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        value = constant_value(t)
-        if value is not None:
-            if value.dtype.kind == "f" and value.size == half:
-                found.append(value.astype(np.float32).reshape(-1))
-            continue
-        node = producer(t)
-        if node is not None:
-            stack.extend(node.inputs)
-    return found
+    return [v.astype(np.float32).reshape(-1) for v in ancestor_constants(tensor) if v.dtype.kind == "f" and v.size == half]
 
 
 def rotary_frequencies(graph: gs.Graph, rotation: Rotation, head_size: int) -> np.ndarray:

@@ -13,8 +13,7 @@ from typing import Literal
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .base import constant_value, producer
-from .probe import ProbeError, RowProbe, squeeze_leading
+from .probe import ProbeError, RowProbe, length_beyond_constants, squeeze_leading
 
 # How the term applies: added to the scores, or the condition of a Where keeping the scores where
 # it is true (false).
@@ -30,24 +29,6 @@ _SHORT_LENGTHS = (17, 1)
 
 class NotAWindow(ValueError):
     """The mask masks more than padding, and not as a sliding window; the message says why."""
-
-
-def _longest_probe(term: gs.Tensor) -> int:
-    largest, seen, stack = 0, set(), [term]
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        value = constant_value(t)
-        if value is not None:
-            if value.dtype.kind in "iu" and value.size == 1 and abs(int(value.item())) < _MAX_WINDOW_CONSTANT:
-                largest = max(largest, abs(int(value.item())))
-            continue
-        node = producer(t)
-        if node is not None:
-            stack.extend(node.inputs)
-    return max(_MIN_LONGEST, 2 * largest + 2)
 
 
 def _masked(value: np.ndarray, form: MaskForm, length: int) -> np.ndarray:
@@ -71,7 +52,7 @@ def _masked(value: np.ndarray, form: MaskForm, length: int) -> np.ndarray:
 
 def find_sliding_window(graph: gs.Graph, term: gs.Tensor, form: MaskForm) -> int | None:
     """The window ``w`` the mask ``term`` of ``graph`` applies, None if it masks only padding."""
-    lengths = (_longest_probe(term), *_SHORT_LENGTHS)
+    lengths = (length_beyond_constants(term, _MIN_LONGEST, _MAX_WINDOW_CONSTANT), *_SHORT_LENGTHS)
     try:
         probe = RowProbe(graph, [term])
         masks = {length: _masked(probe(length)[0], form, length) for length in lengths}

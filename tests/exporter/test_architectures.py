@@ -12,9 +12,9 @@ import pytest
 
 import bytetx
 from bytetx.exporter import EXPORT_CONFIGS, export_to_onnx, load_hf_model
-from bytetx.exporter.verify import make_feeds, ragged_lengths, ragged_mask, run_onnx, run_torch
+from bytetx.exporter.verify import make_feeds, ragged_mask, run_onnx
 from bytetx.graph_rewrite import rewrite_padding_free
-from fixtures.checks import assert_matches
+from fixtures.checks import assert_matches_pytorch
 from fixtures.tiny_models import EAGER_ONLY_MODEL_TYPES, TESTED_MODEL_TYPES, TINY_MODEL_TYPES
 
 BATCH_INVARIANCE_TOLERANCE = 1e-5
@@ -48,13 +48,7 @@ def test_matches_pytorch_on_ragged_batches(model_type, exporter, attention, tiny
     loaded = load_hf_model(tiny_model_dirs(model_type), attention)
     rewritten, reports = rewrite_padding_free(export_to_onnx(loaded, exporter))
     assert reports[0].changed == 2, "both attention blocks fused"
-    session = bytetx.InferenceSession(rewritten.SerializeToString())
-    for batch, max_length, padding, seed in BATCHES:
-        lengths = ragged_lengths(batch, max_length, np.random.default_rng(seed))
-        mask = ragged_mask(lengths, max_length, padding, seed)
-        feeds = _feeds(loaded, mask, seed)
-        expected = run_torch(loaded.model, feeds, loaded.output_names)
-        assert_matches(run_onnx(session, feeds), expected, mask, f"batch {batch}x{max_length} {padding}")
+    assert_matches_pytorch(bytetx.InferenceSession(rewritten.SerializeToString()), loaded, BATCHES)
 
 
 @pytest.mark.parametrize("model_type", TESTED_MODEL_TYPES)

@@ -6,13 +6,11 @@ Tolerance (float32): 1e-4 absolute on valid tokens, padding exactly zero (fixtur
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from bytetx.exporter import export_to_onnx, load_hf_model
-from bytetx.exporter.verify import make_feeds, ragged_lengths, ragged_mask, run_onnx, run_torch
 from bytetx.graph_rewrite import rewrite_padding_free
-from fixtures.checks import assert_matches
+from fixtures.checks import assert_matches_pytorch
 from fixtures.tiny_models import SEED, VOCAB, spread_weights
 
 import bytetx
@@ -49,8 +47,4 @@ def test_matches_pytorch_on_ragged_batches(layout, tmp_path, ort_library):
     windows = [f"sliding window {layout[3] // 2}" in d for d in reports[0].details]
     assert windows == [layer % global_every != 0 for layer in range(layers)]
     session = bytetx.InferenceSession(rewritten.SerializeToString())
-    for batch, max_length, padding, seed in BATCHES:
-        mask = ragged_mask(ragged_lengths(batch, max_length, np.random.default_rng(seed)), max_length, padding, seed)
-        feeds = make_feeds(loaded.input_names, mask, VOCAB, loaded.pad_token_id, 1, seed=seed)
-        expected = run_torch(loaded.model, feeds, loaded.output_names)
-        assert_matches(run_onnx(session, feeds), expected, mask, f"batch {batch}x{max_length} {padding}")
+    assert_matches_pytorch(session, loaded, BATCHES)
