@@ -27,6 +27,14 @@ LEAK_CHECK_RUNS = 1000
 NO_LIBFUZZER = 77  # build.sh's exit status when no clang with libFuzzer is installed
 
 
+def _run_fuzzer(command: list[str]) -> subprocess.CompletedProcess:
+    """Run a libFuzzer command from a shell that forks it. libFuzzer's -rss_limit_mb reads the peak RSS,
+    which Linux carries over from the forking process: started from this test process, whose RSS the
+    suite's models grow past the limit, the fuzzer would report an out-of-memory on its first input."""
+    return subprocess.run(["/bin/sh", "-c", '"$@"; exit $?', "sh", *command], capture_output=True, text=True,
+                          check=False)
+
+
 def _build(mode: str) -> Path:
     result = subprocess.run([str(BUILD), mode], capture_output=True, text=True, check=False)
     if mode == "libfuzzer" and result.returncode == NO_LIBFUZZER:
@@ -43,8 +51,7 @@ def fuzzer() -> Path:
 def test_seed_corpus_replays_clean(fuzzer, tmp_path):
     """Every committed seed runs through validation and kernels without a finding (a finding's input
     goes to tmp_path, never into the working directory)."""
-    result = subprocess.run([str(fuzzer), "-runs=0", f"-artifact_prefix={tmp_path}/", str(CORPUS)],
-                            capture_output=True, text=True, check=False)
+    result = _run_fuzzer([str(fuzzer), "-runs=0", f"-artifact_prefix={tmp_path}/", str(CORPUS)])
     assert result.returncode == 0, result.stderr[-5000:]
     assert f"{len(list(CORPUS.iterdir()))} files found" in result.stderr
 
@@ -59,7 +66,7 @@ def test_libfuzzer_finds_nothing(fuzzer, tmp_path):
         str(fuzzer), f"-max_total_time={FUZZ_SECONDS}", "-timeout=20", "-rss_limit_mb=2048", "-max_len=4096",
         "-print_final_stats=1", f"-artifact_prefix={tmp_path}/", str(corpus), str(CORPUS),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = _run_fuzzer(command)
     findings = sorted(p.name for p in tmp_path.iterdir() if p.name != "corpus")
     assert result.returncode == 0 and not findings, f"findings {findings}:\n{result.stderr[-8000:]}"
     runs = re.search(r"stat::number_of_executed_units:\s*(\d+)", result.stderr)
