@@ -38,6 +38,12 @@ class DisentangledTerms:
     position_buckets: int
     max_relative_positions: int
 
+    def __str__(self) -> str:
+        terms = [name for name, table in (("c2p", self.position_key), ("p2c", self.position_query)) if table is not None]
+        rows = (self.position_key if self.position_key is not None else self.position_query).shape[0]
+        return (f"disentangled {'+'.join(terms)} (span {rows // 2}, buckets {self.position_buckets}, "
+                f"max {self.max_relative_positions})")
+
 
 def _ancestor_nodes(tensor: gs.Tensor) -> list[gs.Node]:
     found, seen, stack = [], set(), [tensor]

@@ -535,18 +535,15 @@ class FuseAttention(GraphPass):
                         inputs.append(gs.Variable.empty())
                         continue
                     table = np.ascontiguousarray(table.astype(m.q.weight.dtype))
-                    if table.tobytes() not in bias_tables:
-                        bias_tables[table.tobytes()] = gs.Constant(f"bytetx_{name}_{len(bias_tables)}", table)
-                    inputs.append(bias_tables[table.tobytes()])
+                    table_key = table.tobytes()
+                    if table_key not in bias_tables:
+                        bias_tables[table_key] = gs.Constant(f"bytetx_{name}_{len(bias_tables)}", table)
+                    inputs.append(bias_tables[table_key])
                 while not inputs[-1].name:
                     inputs.pop()
                 attrs["position_buckets"] = terms.position_buckets
                 attrs["max_relative_positions"] = terms.max_relative_positions
-                described += (f", disentangled {'c2p' if terms.position_key is not None else ''}"
-                              f"{'+' if terms.position_key is not None and terms.position_query is not None else ''}"
-                              f"{'p2c' if terms.position_query is not None else ''} (span "
-                              f"{(terms.position_key if terms.position_key is not None else terms.position_query).shape[0] // 2}, "
-                              f"buckets {terms.position_buckets}, max {terms.max_relative_positions})")
+                described += f", {terms}"
             m.context.inputs.clear()
             graph.nodes.append(gs.Node("MatMul", f"{prefix}/QkvMatMul", inputs=[m.q.x, weight], outputs=[qkv]))
             graph.nodes.append(
