@@ -57,6 +57,18 @@ def producer(tensor: gs.Tensor) -> gs.Node | None:
     return tensor.inputs[0] if tensor.inputs else None
 
 
+def ancestor_nodes(tensor: gs.Tensor) -> list[gs.Node]:
+    """The nodes ``tensor`` is computed by, each once."""
+    seen: dict[int, gs.Node] = {}
+    stack = [tensor]
+    while stack:
+        for node in stack.pop().inputs:
+            if id(node) not in seen:
+                seen[id(node)] = node
+                stack.extend(node.inputs)
+    return list(seen.values())
+
+
 def constant_value(tensor: gs.Tensor) -> np.ndarray | None:
     """The value of an initializer, a Constant node or an Identity of one (ALBERT's shared weights);
     None for computed tensors."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .base import producer
+from .base import ancestor_nodes
 from .probe import ProbeError, RowProbe, length_beyond_constants, squeeze_leading
 
 # Floors and bounds of the longest probe, which must reach the last bucket of each direction: twice
@@ -45,22 +45,9 @@ class DisentangledTerms:
                 f"max {self.max_relative_positions})")
 
 
-def _ancestor_nodes(tensor: gs.Tensor) -> list[gs.Node]:
-    found, seen, stack = [], set(), [tensor]
-    while stack:
-        t = stack.pop()
-        node = producer(t)
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        found.append(node)
-        stack.extend(node.inputs)
-    return found
-
-
 def depends_on(tensor: gs.Tensor, names: set[str]) -> bool:
     """Whether ``tensor`` is computed from one of the tensors ``names``."""
-    return any(t.name in names for node in _ancestor_nodes(tensor) for t in node.inputs)
+    return any(t.name in names for node in ancestor_nodes(tensor) for t in node.inputs)
 
 
 def bucket_index(n: np.ndarray, span: int, position_buckets: int, max_relative_positions: int) -> np.ndarray:
@@ -81,7 +68,7 @@ def find_disentangled_terms(graph: gs.Graph, term: gs.Tensor, query_heads: set[s
                             num_heads: int, head_size: int, factor: float) -> DisentangledTerms:
     """The tables and bucketing of ``term`` (broadcasting to [B * heads, S, S]), which must equal
     ``factor`` times FusedMHA's disentangled terms of the head rows ``query_heads`` / ``key_heads``."""
-    matmuls = [n for n in _ancestor_nodes(term) if n.op == "MatMul" and n.inputs[0].name in query_heads | key_heads]
+    matmuls = [n for n in ancestor_nodes(term) if n.op == "MatMul" and n.inputs[0].name in query_heads | key_heads]
     by_side = {side: [m for m in matmuls if m.inputs[0].name in heads]
                for side, heads in (("query", query_heads), ("key", key_heads))}
     if not matmuls or any(len(found) > 1 for found in by_side.values()):

@@ -32,7 +32,7 @@ from onnx.helper import np_dtype_to_tensor_dtype
 
 from bytetx import ops
 
-from .base import GraphPass, PassReport, RewriteError, constant_value, describe, producer
+from .base import GraphPass, PassReport, RewriteError, ancestor_nodes, constant_value, describe, producer
 
 Pooling = Literal["mean", "cls"]
 POOLINGS = ("mean", "cls")
@@ -130,7 +130,7 @@ class PackedInputs(GraphPass):
         embeddings, mask = remover.inputs[0], remover.inputs[1]
         # Every packed token is valid: where the embeddings read the mask (DeBERTa multiplies by it), ones.
         ones = None
-        for node in _ancestors(embeddings):
+        for node in ancestor_nodes(embeddings):
             for index, tensor in enumerate(node.inputs):
                 if tensor is mask:
                     if ones is None:
@@ -188,7 +188,7 @@ class PackedInputs(GraphPass):
 def classify_embedding_indices(graph: gs.Graph, embeddings: gs.Tensor) -> list[EmbeddingIndex]:
     """The embedding-table Gathers above ``embeddings`` and what each reads (evaluating computed indices)."""
     inputs = {t.name: t for t in graph.inputs}
-    gathers = [n for n in _ancestors(embeddings) if n.op == "Gather" and n.attrs.get("axis", 0) == 0
+    gathers = [n for n in ancestor_nodes(embeddings) if n.op == "Gather" and n.attrs.get("axis", 0) == 0
                and (table := constant_value(n.inputs[0])) is not None and table.ndim == 2]
     found, computed = [], []
     for gather in gathers:
@@ -264,20 +264,9 @@ def _pattern(values: np.ndarray | None, lengths: np.ndarray) -> tuple[str, int] 
     return ("positions", offsets.pop()) if len(offsets) == 1 else None
 
 
-def _ancestors(tensor: gs.Tensor) -> list[gs.Node]:
-    seen: dict[int, gs.Node] = {}
-    stack = [tensor]
-    while stack:
-        for node in stack.pop().inputs:
-            if id(node) not in seen:
-                seen[id(node)] = node
-                stack.extend(node.inputs)
-    return list(seen.values())
-
-
 def _readers_of(tensor: gs.Tensor, forbidden: set[int]) -> list[str]:
     """Nodes above ``tensor`` that read one of the ``forbidden`` tensors (by id)."""
-    return [describe(n) for n in _ancestors(tensor) if any(id(t) in forbidden for t in n.inputs)]
+    return [describe(n) for n in ancestor_nodes(tensor) if any(id(t) in forbidden for t in n.inputs)]
 
 
 @dataclass
