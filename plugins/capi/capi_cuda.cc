@@ -28,7 +28,8 @@ Status FusedMHACuda(const contract::FusedMHA::Dims& dims, const contract::FusedM
   return cuda::RunFusedMHA(dims, attributes, KernelType(qkv), qkv.data, qkv_bias.data,
                            static_cast<const int32_t*>(cu_seqlens.data),
                            positions ? static_cast<const int32_t*>(positions->data) : nullptr,
-                           relative_position_bias ? relative_position_bias->data : nullptr, context.data,
+                           relative_position_bias ? relative_position_bias->data : nullptr,
+                           /*position_key=*/nullptr, /*position_query=*/nullptr, context.data,
                            static_cast<cudaStream_t>(stream));
 }
 

@@ -104,6 +104,11 @@ struct FusedMHA {
     return MakeRelativePositionBuckets(dims.num_buckets, *attributes.relative_position_max_distance);
   }
 
+  // log((max_relative_positions - 1) / (position_buckets / 2)) in float, as DisentangledBucket takes it.
+  static float PositionLogRatio(const Attributes& attributes) {
+    return DisentangledLogRatio(attributes.position_buckets.value_or(0), attributes.max_relative_positions.value_or(1));
+  }
+
   static float Scale(const Attributes& attributes, int64_t head_size) {
     return attributes.scale ? *attributes.scale : 1.0f / std::sqrt(static_cast<float>(head_size));
   }
@@ -132,7 +137,7 @@ struct FusedMHA {
                  ShapeString({width}), " (the width of 'qkv'), but its shape is ", ShapeString(inputs[kQkvBias].dims));
     BYTETX_RETURN_IF_ERROR(ValidatePositionFeatures(inputs, attributes, *dims));
     BYTETX_RETURN_IF_ERROR(ValidateRelativePositionBias(inputs, attributes, dims));
-    BYTETX_RETURN_IF_ERROR(ValidateDisentangled(inputs, attributes, backend, dims));
+    BYTETX_RETURN_IF_ERROR(ValidateDisentangled(inputs, attributes, dims));
     if (!Known(dims->batch) || !Known(dims->seq_len)) {
       return Status::Ok();
     }
@@ -216,10 +221,8 @@ struct FusedMHA {
   }
 
   // position_key (content to position) and position_query (position to content) [2 * span, H], each
-  // optional, both with the attributes position_buckets and max_relative_positions; the CPU kernel
-  // only, for now.
-  static Status ValidateDisentangled(const TensorDesc* inputs, const Attributes& attributes, Backend backend,
-                                     Dims* dims) {
+  // optional, both with the attributes position_buckets and max_relative_positions.
+  static Status ValidateDisentangled(const TensorDesc* inputs, const Attributes& attributes, Dims* dims) {
     const TensorDesc& key = inputs[kPositionKey];
     const TensorDesc& query = inputs[kPositionQuery];
     const bool disentangled = key.present || query.present;
@@ -231,8 +234,6 @@ struct FusedMHA {
     if (!disentangled) {
       return Status::Ok();
     }
-    BYTETX_CHECK(backend == Backend::kCpu, "the disentangled position terms ('position_key', 'position_query') run on ",
-                 "the CPU kernel only: the CUDA kernels do not take them yet");
     BYTETX_CHECK(!inputs[kRelativePositionBias].present,
                  "the disentangled position terms do not combine with 'relative_position_bias'");
     int64_t rows = kUnknownDim;

@@ -28,12 +28,11 @@ Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMH
   BYTETX_RETURN_IF_ERROR(packed::ValidateCuSeqlens(cu_seqlens, dims.batch, dims.seq_len, dims.num_tokens));
   const float scale = contract::FusedMHA::Scale(attributes, dims.head_size);
   const RelativePositionBuckets buckets = contract::FusedMHA::Buckets(attributes, dims);
-  const int64_t position_buckets = attributes.position_buckets.value_or(0);
   return RunFusedMHA({qkv, qkv_bias, cu_seqlens, dims, attributes.num_heads, scale, context, positions,
                       relative_position_bias, buckets,
                       attributes.rotary_frequencies.empty() ? nullptr : attributes.rotary_frequencies.data(),
-                      attributes.sliding_window.value_or(-1), position_key, position_query, position_buckets,
-                      DisentangledLogRatio(position_buckets, attributes.max_relative_positions.value_or(1))},
+                      attributes.sliding_window.value_or(-1), position_key, position_query,
+                      attributes.position_buckets.value_or(0), contract::FusedMHA::PositionLogRatio(attributes)},
                      parallel_for);
 }
 

@@ -18,14 +18,29 @@ Status RunRemovePadding(const contract::RemovePadding::Dims& dims, DataType dtyp
 
 Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMHA::Attributes& attributes,
                    DataType dtype, const void* qkv, const void* qkv_bias, const int32_t* cu_seqlens,
-                   const int32_t* positions, const void* relative_position_bias, void* context, cudaStream_t stream) {
+                   const int32_t* positions, const void* relative_position_bias, const void* position_key,
+                   const void* position_query, void* context, cudaStream_t stream) {
   const float scale = contract::FusedMHA::Scale(attributes, dims.head_size);
   const RelativePositionBuckets buckets = contract::FusedMHA::Buckets(attributes, dims);
   const float* rotary_frequencies =
       attributes.rotary_frequencies.empty() ? nullptr : attributes.rotary_frequencies.data();
-  const FusedMHAParams params{dtype,   qkv,       qkv_bias,  cu_seqlens, dims, attributes.num_heads, scale,
-                              context, positions, relative_position_bias, buckets, rotary_frequencies,
-                              attributes.sliding_window.value_or(-1)};
+  const FusedMHAParams params{dtype,
+                              qkv,
+                              qkv_bias,
+                              cu_seqlens,
+                              dims,
+                              attributes.num_heads,
+                              scale,
+                              context,
+                              positions,
+                              relative_position_bias,
+                              buckets,
+                              rotary_frequencies,
+                              attributes.sliding_window.value_or(-1),
+                              position_key,
+                              position_query,
+                              attributes.position_buckets.value_or(0),
+                              contract::FusedMHA::PositionLogRatio(attributes)};
   return CheckedLaunch(CheckFusedMHAParams, LaunchFusedMHA, params, stream, "launching the FusedMHA kernel");
 }
 

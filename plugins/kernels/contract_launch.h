@@ -20,10 +20,12 @@ Status RunRemovePadding(const contract::RemovePadding::Dims& dims, DataType dtyp
                         const void* attention_mask, MaskType mask_type, int64_t packed_rows, void* packed,
                         int32_t* cu_seqlens, int32_t* token_offset, cudaStream_t stream);
 
-// positions and relative_position_bias: nullptr without a relative position bias.
+// positions: nullptr without a position feature; relative_position_bias, position_key and
+// position_query: nullptr where the op does not have that input.
 Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMHA::Attributes& attributes,
                    DataType dtype, const void* qkv, const void* qkv_bias, const int32_t* cu_seqlens,
-                   const int32_t* positions, const void* relative_position_bias, void* context, cudaStream_t stream);
+                   const int32_t* positions, const void* relative_position_bias, const void* position_key,
+                   const void* position_query, void* context, cudaStream_t stream);
 
 Status RunRebuildPadding(const contract::RebuildPadding::Dims& dims, DataType dtype, const void* packed,
                          const int32_t* token_offset, void* output, cudaStream_t stream);

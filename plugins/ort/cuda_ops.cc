@@ -68,6 +68,7 @@ Status ComputeFusedMHA(OrtKernelContext* context, const contract::FusedMHA::Attr
   return cuda::RunFusedMHA(dims, attributes, KernelType(call.desc(Contract::kQkv)), call.RawData(Contract::kQkv),
                            call.RawData(Contract::kQkvBias), call.Data<int32_t>(Contract::kCuSeqlens),
                            call.Data<int32_t>(Contract::kPositions), call.RawData(Contract::kRelativePositionBias),
+                           call.RawData(Contract::kPositionKey), call.RawData(Contract::kPositionQuery),
                            call.RawOutput(0, {dims.num_tokens, dims.hidden}), ComputeStream(context));
 }
 

@@ -204,7 +204,10 @@ class MhaCase:
     (docs/ops.md#fusedmha) on positions counting from a random start in each sequence (left padding);
     ``position_gaps`` > 0 leaves random holes of up to that many positions between tokens. With
     ``rotary_theta``, rotary embeddings of Q and K with that base's default frequencies; with
-    ``sliding_window`` >= 0, that window; both on the same positions."""
+    ``sliding_window`` >= 0, that window; both on the same positions. With ``position_span`` > 0,
+    DeBERTa's disentangled terms of ``position_terms`` ("c2p" reads position_key, "p2c"
+    position_query; tables of ``2 * position_span`` rows) with ``position_buckets`` (0: the distances
+    themselves) and ``max_relative_positions``, on the same positions."""
 
     lengths: tuple[int, ...]
     heads: int
@@ -217,6 +220,10 @@ class MhaCase:
     position_gaps: int = 0
     rotary_theta: float | None = None
     sliding_window: int = -1
+    position_span: int = 0
+    position_buckets: int = 0
+    max_relative_positions: int = 512
+    position_terms: tuple[str, ...] = ("c2p", "p2c")
 
     @property
     def seq_len(self) -> int:
@@ -237,9 +244,14 @@ def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: 
 
     biased = case.num_buckets > 0
     rotary = None if case.rotary_theta is None else rotary_frequencies(d, case.rotary_theta)
-    positioned = biased or rotary is not None or case.sliding_window >= 0
+    disentangled = case.position_span > 0
+    positioned = biased or rotary is not None or case.sliding_window >= 0 or disentangled
     positions = _positions(rng, case) if positioned else np.zeros(0, np.int32)
     table = (rng.standard_normal((case.num_buckets, case.heads)) * 2.0).astype(dt)
+    position_tables = {
+        term: (rng.standard_normal((2 * case.position_span, hidden)) * case.amplitude).astype(dt)
+        for term in case.position_terms if disentangled
+    }
 
     qkv_buffer = lib.buffers.of("qkv", qkv)
     bias_buffer = lib.buffers.of("qkv_bias", bias)
@@ -253,10 +265,16 @@ def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: 
     if biased:
         table_buffer = lib.buffers.of("relative_position_bias", table)
         buffers.append(table_buffer)
+    table_buffers = {
+        term: lib.buffers.of("position_key" if term == "c2p" else "position_query", rows)
+        for term, rows in position_tables.items()
+    }
+    buffers.extend(table_buffers.values())
     lib.launch(
         "emu_fused_mha", code, qkv_buffer, bias_buffer, cu, batch, seq_len, tokens, case.heads, d, scale, context,
         MHA_KERNELS[kernel], position_buffer, table_buffer, case.num_buckets, case.max_distance, rotary,
-        case.sliding_window,
+        case.sliding_window, table_buffers.get("c2p"), table_buffers.get("p2c"), case.position_span,
+        case.position_buckets, case.max_relative_positions,
     )
     check_guards(*buffers)
     out = context.read(dt, (tokens, hidden))
@@ -267,10 +285,12 @@ def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: 
     bias32 = np.ascontiguousarray(bias.astype(np.float32))
     ref = np.zeros((tokens, hidden), dtype=np.float32)
     table32 = np.ascontiguousarray(table.astype(np.float32))
+    tables32 = {term: np.ascontiguousarray(rows.astype(np.float32)) for term, rows in position_tables.items()}
     status = lib.call(
         "cpu_fused_mha", qkv32, bias32, cu_seqlens, batch, tokens, case.heads, d, scale, ref,
         positions if positioned else None, table32 if biased else None, case.num_buckets, case.max_distance,
-        rotary, case.sliding_window,
+        rotary, case.sliding_window, tables32.get("c2p"), tables32.get("p2c"), case.position_span,
+        case.position_buckets, case.max_relative_positions,
     )
     assert status == 0
     what = f"FusedMHA {dtype} {kernel} {case}"
@@ -281,15 +301,20 @@ def check_fused_mha(lib: Library, case: MhaCase, dtype: str, kernel: str, seed: 
         position_bias["rotary_frequencies"] = rotary
     if case.sliding_window >= 0:
         position_bias["sliding_window"] = case.sliding_window
+    if disentangled:
+        position_bias.update(position_buckets=case.position_buckets,
+                             max_relative_positions=case.max_relative_positions)
     if dtype == "float32":
         # The float32 CPU op is the reference in the kernel's own precision, float64 the exact one.
-        exact = fused_mha(qkv32, bias32, cu_seqlens, case.heads, scale, **position_bias)
+        exact = fused_mha(qkv32, bias32, cu_seqlens, case.heads, scale, position_key=tables32.get("c2p"),
+                          position_query=tables32.get("p2c"), **position_bias)
         assert_close_lowp(out, exact, ref, FP32_ATOL["fused_mha"], what)
         return
     if kernel == "fma_sm75":
         ref_lowp = rounded(ref, dtype)  # float math inside, one rounding at the output
     else:
-        ref_lowp = fused_mha(qkv, bias, cu_seqlens, case.heads, scale, dt, **position_bias)
+        ref_lowp = fused_mha(qkv, bias, cu_seqlens, case.heads, scale, dt, position_key=position_tables.get("c2p"),
+                             position_query=position_tables.get("p2c"), **position_bias)
     assert_close_lowp(out, ref, ref_lowp, LOWP_ATOL[dtype], what)
 
 

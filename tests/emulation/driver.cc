@@ -42,30 +42,50 @@ cudaError_t LaunchFmaAsOnSm75(const bytetx::cuda::FusedMHAParams& p) {
   });
 }
 
-// num_buckets 0: no relative position bias (positions and table unused).
+// The position features of one FusedMHA call: num_buckets 0: no relative position bias (table
+// unused); rotary_frequencies nullptr: no rotary embeddings; sliding_window < 0: no window;
+// position_span 0: no disentangled terms (position_key and position_query unused, either may be null).
+struct MhaPositions {
+  const int32_t* positions;
+  const void* table;
+  int64_t num_buckets;
+  int64_t max_distance;
+  const float* rotary_frequencies;
+  int64_t sliding_window;
+  const void* position_key;
+  const void* position_query;
+  int64_t position_span;
+  int64_t position_buckets;
+  int64_t max_relative_positions;
+};
+
 bytetx::cuda::FusedMHAParams MhaParams(int dtype, const void* qkv, const void* bias, const int32_t* cu_seqlens,
                                        int64_t batch, int64_t seq_len, int64_t num_tokens, int64_t num_heads,
                                        int64_t head_size, float scale, void* context, int kernel,
-                                       const int32_t* positions, const void* table, int64_t num_buckets,
-                                       int64_t max_distance, const float* rotary_frequencies,
-                                       int64_t sliding_window) {
+                                       const MhaPositions& f) {
   bytetx::cuda::FusedMHAParams p;
   p.dtype = ToDataType(dtype);
   p.qkv = qkv;
   p.qkv_bias = bias;
   p.cu_seqlens = cu_seqlens;
-  p.dims = {num_tokens, num_heads * head_size, head_size, batch, seq_len, num_buckets};
+  p.dims = {num_tokens, num_heads * head_size, head_size, batch, seq_len, f.num_buckets, f.position_span};
   p.num_heads = num_heads;
   p.scale = scale;
   p.context = context;
-  if (num_buckets > 0) {
-    p.relative_position_bias = table;
-    p.buckets = bytetx::MakeRelativePositionBuckets(num_buckets, max_distance);
+  if (f.num_buckets > 0) {
+    p.relative_position_bias = f.table;
+    p.buckets = bytetx::MakeRelativePositionBuckets(f.num_buckets, f.max_distance);
   }
-  p.rotary_frequencies = rotary_frequencies;
-  p.sliding_window = sliding_window;
-  if (num_buckets > 0 || rotary_frequencies != nullptr || sliding_window >= 0) {
-    p.positions = positions;
+  p.rotary_frequencies = f.rotary_frequencies;
+  p.sliding_window = f.sliding_window;
+  if (f.position_span > 0) {
+    p.position_key = f.position_key;
+    p.position_query = f.position_query;
+    p.position_buckets = f.position_buckets;
+    p.position_log_ratio = bytetx::DisentangledLogRatio(f.position_buckets, f.max_relative_positions);
+  }
+  if (f.num_buckets > 0 || f.rotary_frequencies != nullptr || f.sliding_window >= 0 || f.position_span > 0) {
+    p.positions = f.positions;
   }
   p.kernel = kernel == kShort   ? bytetx::cuda::FusedMHAKernel::kShort
              : kernel == kTiled ? bytetx::cuda::FusedMHAKernel::kTiled
@@ -122,10 +142,12 @@ EMU_EXPORT int emu_fused_mha(int dtype, const void* qkv, const void* bias, const
                              int64_t seq_len, int64_t num_tokens, int64_t num_heads, int64_t head_size, float scale,
                              void* context, int kernel, const int32_t* positions, const void* table,
                              int64_t num_buckets, int64_t max_distance, const float* rotary_frequencies,
-                             int64_t sliding_window) {
-  const bytetx::cuda::FusedMHAParams p =
-      MhaParams(dtype, qkv, bias, cu_seqlens, batch, seq_len, num_tokens, num_heads, head_size, scale, context, kernel,
-                positions, table, num_buckets, max_distance, rotary_frequencies, sliding_window);
+                             int64_t sliding_window, const void* position_key, const void* position_query,
+                             int64_t position_span, int64_t position_buckets, int64_t max_relative_positions) {
+  const bytetx::cuda::FusedMHAParams p = MhaParams(
+      dtype, qkv, bias, cu_seqlens, batch, seq_len, num_tokens, num_heads, head_size, scale, context, kernel,
+      {positions, table, num_buckets, max_distance, rotary_frequencies, sliding_window, position_key, position_query,
+       position_span, position_buckets, max_relative_positions});
   if (kernel != kFmaAsOnSm75) {
     return bytetx::cuda::LaunchFusedMHA(p, nullptr);
   }
@@ -143,8 +165,8 @@ EMU_EXPORT int emu_fused_mha(int dtype, const void* qkv, const void* bias, const
 // The kernel the launcher runs for these sizes on the emulated device: 1 short, 2 tiled.
 EMU_EXPORT int emu_fused_mha_selected(int dtype, int64_t seq_len, int64_t head_size, int kernel) {
   const bytetx::cuda::FusedMHAParams p =
-      MhaParams(dtype, nullptr, nullptr, nullptr, 1, seq_len, 0, 1, head_size, 1.0f, nullptr, kernel, nullptr, nullptr,
-                0, 0, nullptr, -1);
+      MhaParams(dtype, nullptr, nullptr, nullptr, 1, seq_len, 0, 1, head_size, 1.0f, nullptr, kernel,
+                {nullptr, nullptr, 0, 0, nullptr, -1, nullptr, nullptr, 0, 0, 0});
   return bytetx::cuda::SelectFusedMHAKernel(p) == bytetx::cuda::FusedMHAKernel::kShort ? kShort : kTiled;
 }
 
@@ -156,14 +178,16 @@ EMU_EXPORT int cpu_remove_padding(const float* input, const void* mask, int mask
                                              token_offset, bytetx::ParallelFor::Serial()));
 }
 
-// Every sequence is at most T long, the bound its cu_seqlens check gets. num_buckets 0: no relative
-// position bias; rotary_frequencies nullptr: no rotary embeddings; sliding_window < 0: no window.
+// Every sequence is at most T long, the bound its cu_seqlens check gets. The position features as
+// MhaPositions says.
 EMU_EXPORT int cpu_fused_mha(const float* qkv, const float* bias, const int32_t* cu_seqlens, int64_t batch,
                              int64_t num_tokens, int64_t num_heads, int64_t head_size, float scale, float* context,
                              const int32_t* positions, const float* table, int64_t num_buckets, int64_t max_distance,
-                             const float* rotary_frequencies, int64_t sliding_window) {
+                             const float* rotary_frequencies, int64_t sliding_window, const float* position_key,
+                             const float* position_query, int64_t position_span, int64_t position_buckets,
+                             int64_t max_relative_positions) {
   const bytetx::contract::FusedMHA::Dims dims{num_tokens, num_heads * head_size, head_size, batch, num_tokens,
-                                              num_buckets};
+                                              num_buckets, position_span};
   const bool biased = num_buckets > 0;
   bytetx::contract::FusedMHA::Attributes attributes{
       num_heads, scale, biased ? std::optional<int64_t>(max_distance) : std::nullopt};
@@ -173,10 +197,16 @@ EMU_EXPORT int cpu_fused_mha(const float* qkv, const float* bias, const int32_t*
   if (sliding_window >= 0) {
     attributes.sliding_window = sliding_window;
   }
-  const bool positioned = biased || rotary_frequencies != nullptr || sliding_window >= 0;
+  const bool disentangled = position_span > 0;
+  if (disentangled) {
+    attributes.position_buckets = position_buckets;
+    attributes.max_relative_positions = max_relative_positions;
+  }
+  const bool positioned = biased || rotary_frequencies != nullptr || sliding_window >= 0 || disentangled;
   return ToInt(bytetx::cpu::RunFusedMHA(dims, attributes, qkv, bias, cu_seqlens, positioned ? positions : nullptr,
-                                        biased ? table : nullptr, /*position_key=*/nullptr,
-                                        /*position_query=*/nullptr, context, bytetx::ParallelFor::Serial()));
+                                        biased ? table : nullptr, disentangled ? position_key : nullptr,
+                                        disentangled ? position_query : nullptr, context,
+                                        bytetx::ParallelFor::Serial()));
 }
 
 EMU_EXPORT int cpu_rebuild_padding(const float* packed, const int32_t* token_offset, int64_t num_tokens, int64_t batch,

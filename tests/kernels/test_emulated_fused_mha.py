@@ -56,7 +56,26 @@ CASES = {
     "window_holes": MhaCase((150,), 2, 64, sliding_window=20, position_gaps=4),
     "rotary_window": MhaCase((300, 65), 2, 64, rotary_theta=10000.0, sliding_window=64),
     "rotary_window_bias": MhaCase((80, 129), 2, 32, rotary_theta=10000.0, sliding_window=24, num_buckets=32),
+    # DeBERTa's disentangled terms. v3's 256 buckets over 512 positions: exact distances to 128, log
+    # buckets past it. 8 buckets over 32 positions: the log buckets from distance 5 and, past 31, buckets
+    # beyond the table that clamp to its last row. No buckets: the distances themselves, clamped at the
+    # span. Then each term alone, holes, the window, and 128-wide heads (the tiled kernel's largest
+    # shared memory).
+    "disentangled_v3": MhaCase((17, 64, 1, 100), 2, 64, position_span=256, position_buckets=256),
+    "disentangled_v3_long": MhaCase((300, 129), 1, 64, position_span=256, position_buckets=256),
+    "disentangled_bucket_edges": MhaCase((4, 5, 6, 33, 40), 2, 32, position_span=8, position_buckets=8,
+                                         max_relative_positions=32),
+    "disentangled_no_buckets": MhaCase((10, 17, 40), 2, 32, position_span=16),
+    "disentangled_c2p_only": MhaCase((65, 3), 2, 64, position_span=16, position_buckets=16,
+                                     max_relative_positions=64, position_terms=("c2p",)),
+    "disentangled_p2c_holes": MhaCase((50, 20), 2, 64, position_span=8, position_buckets=8, max_relative_positions=32,
+                                      position_gaps=3, position_terms=("p2c",)),
+    "disentangled_window": MhaCase((130, 7), 2, 32, position_span=32, position_buckets=32, max_relative_positions=128,
+                                   sliding_window=16),
+    "disentangled_d128": MhaCase((70, 33), 1, 128, position_span=16, position_buckets=16, max_relative_positions=64),
 }
+# The trailing arguments of emu_fused_mha without the disentangled terms.
+NO_DISENTANGLED = (None, None, 0, 0, 0)
 VARIANTS = [
     ("float32", "auto"),
     ("float16", "short"),
@@ -117,7 +136,7 @@ def _launch(
     context = lib.buffers.empty("context", (tokens, hidden), dt)
     status = lib.call(
         "emu_fused_mha", code, qkv, bias, cu, len(lengths), seq_len, tokens, heads, head_size,
-        1 / math.sqrt(head_size), context, checks.MHA_KERNELS[kernel], None, None, 0, 0, None, -1,
+        1 / math.sqrt(head_size), context, checks.MHA_KERNELS[kernel], None, None, 0, 0, None, -1, *NO_DISENTANGLED,
     )
     return status, [qkv, bias, cu, context]
 
@@ -144,7 +163,7 @@ def test_launcher_refuses_a_missing_bias(lib):
     context = lib.buffers.empty("context", (4, 64), dt)
     status = lib.call(
         "emu_fused_mha", code, qkv, None, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"], None, None, 0, 0,
-        None, -1,
+        None, -1, *NO_DISENTANGLED,
     )
     assert status == 1  # cudaErrorInvalidValue
 
@@ -164,7 +183,7 @@ def test_launcher_refuses_a_bad_position_bias(lib, num_buckets, max_distance, wi
     table = lib.buffers.of("relative_position_bias", np.zeros((num_buckets, 1), dt)) if with_table else None
     status = lib.call(
         "emu_fused_mha", code, qkv, bias, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"],
-        positions, table, num_buckets, max_distance, None, -1,
+        positions, table, num_buckets, max_distance, None, -1, *NO_DISENTANGLED,
     )
     assert status == 1  # cudaErrorInvalidValue
 
@@ -181,9 +200,51 @@ def test_launcher_refuses_bad_position_features(lib, rotary, window):
     positions = lib.buffers.of("positions", np.arange(4, dtype=np.int32)) if window < -1 else None
     status = lib.call(
         "emu_fused_mha", code, qkv, bias, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"],
-        positions, None, 0, 0, frequencies, window,
+        positions, None, 0, 0, frequencies, window, *NO_DISENTANGLED,
     )
     assert status == 1  # cudaErrorInvalidValue
+
+
+@pytest.mark.parametrize(
+    ("span", "buckets", "with_positions", "terms"),
+    [(8, 8, False, ("c2p", "p2c")), (8, 8, True, ()), (8, -2, True, ("c2p",)), (2**30, 0, True, ("p2c",))],
+    ids=["no_positions", "no_table", "negative_buckets", "span_past_int32_rows"],
+)
+def test_launcher_refuses_bad_disentangled_terms(lib, span, buckets, with_positions, terms):
+    code, dt = checks.DTYPES["float16"]
+    qkv = lib.buffers.of("qkv", np.ones((4, 3 * 64), dt))
+    bias = lib.buffers.of("qkv_bias", np.zeros(3 * 64, dt))
+    cu = lib.buffers.of("cu_seqlens", np.array([0, 4], np.int32))
+    context = lib.buffers.empty("context", (4, 64), dt)
+    positions = lib.buffers.of("positions", np.arange(4, dtype=np.int32)) if with_positions else None
+    tables = {term: lib.buffers.of(term, np.zeros((16, 64), dt)) for term in terms}
+    status = lib.call(
+        "emu_fused_mha", code, qkv, bias, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"],
+        positions, None, 0, 0, None, -1, tables.get("c2p"), tables.get("p2c"), span, buckets, 32,
+    )
+    assert status == 1  # cudaErrorInvalidValue
+
+
+def test_disentangled_tiled_kernel_needs_the_shared_memory(lib):
+    """128-wide heads keep their queries in shared memory beside the tiled kernel's tiles: 78 KiB, more than
+    an sm_75 has per block, so the launcher refuses there rather than fail the launch."""
+    code, dt = checks.DTYPES["float16"]
+    qkv = lib.buffers.of("qkv", np.ones((4, 3 * 128), dt))
+    bias = lib.buffers.of("qkv_bias", np.zeros(3 * 128, dt))
+    cu = lib.buffers.of("cu_seqlens", np.array([0, 4], np.int32))
+    context = lib.buffers.empty("context", (4, 128), dt)
+    positions = lib.buffers.of("positions", np.arange(4, dtype=np.int32))
+    table = lib.buffers.of("position_key", np.zeros((16, 128), dt))
+    arguments = (
+        "emu_fused_mha", code, qkv, bias, cu, 1, 4, 4, 1, 128, 0.125, context, checks.MHA_KERNELS["tiled"],
+        positions, None, 0, 0, None, -1, table, None, 8, 8, 32,
+    )
+    lib.call("sample_set_device", 75, 64 * 1024)
+    try:
+        assert lib.call(*arguments) == 1  # cudaErrorInvalidValue
+    finally:
+        lib.call("sample_set_device", 90, 227 * 1024)
+    assert lib.call(*arguments) == 0
 
 
 @pytest.mark.parametrize(
@@ -199,12 +260,17 @@ def test_launcher_refuses_bad_position_features(lib, rotary, window):
         ("float32", "auto", 0, True),
         ("float16", "short", 0, True),
         ("bfloat16", "tiled", 32, True),
+        ("float32", "auto", -1, False),
+        ("float16", "short", -1, False),
+        ("bfloat16", "tiled", -1, False),
+        ("bfloat16", "fma_sm75", -1, False),
     ],
 )
 def test_broken_cu_seqlens_stay_in_bounds(lib, dtype, kernel, num_buckets, rotary_window):
     """cu_seqlens the host cannot check (a length above S, a sequence past the rows of qkv): the kernels
     clamp them, so results are unspecified but no memory outside the tensors is written; with the
-    position features, positions are read only for rows of the clamped sequences."""
+    position features, positions are read only for rows of the clamped sequences. num_buckets -1: the
+    disentangled terms instead of the bias."""
     code, dt = checks.DTYPES[dtype]
     seq_len, rows, heads, head_size = 16, 40, 2, 32
     qkv = lib.buffers.of("qkv", np.ones((rows, 3 * heads * head_size), dt))
@@ -213,15 +279,21 @@ def test_broken_cu_seqlens_stay_in_bounds(lib, dtype, kernel, num_buckets, rotar
     context = lib.buffers.empty("context", (rows, heads * head_size), dt)
     buffers = [qkv, bias, cu, context]
     positions = table = None
+    disentangled = NO_DISENTANGLED
     if num_buckets or rotary_window:
         positions = lib.buffers.of("positions", np.arange(rows, dtype=np.int32) * 7)
         buffers.append(positions)
-    if num_buckets:
+    if num_buckets > 0:
         table = lib.buffers.of("relative_position_bias", np.ones((num_buckets, heads), dt))
         buffers.append(table)
+    if num_buckets < 0:
+        tables = [lib.buffers.of(name, np.ones((16, heads * head_size), dt)) for name in ("position_key", "position_query")]
+        buffers.extend(tables)
+        disentangled = (*tables, 8, 8, 32)
     frequencies = np.linspace(1.0, 1e-4, head_size // 2).astype(np.float32) if rotary_window else None
     lib.launch(
         "emu_fused_mha", code, qkv, bias, cu, 3, seq_len, rows, heads, head_size, 0.5, context,
-        checks.MHA_KERNELS[kernel], positions, table, num_buckets, 128, frequencies, 20 if rotary_window else -1,
+        checks.MHA_KERNELS[kernel], positions, table, max(num_buckets, 0), 128, frequencies,
+        20 if rotary_window else -1, *disentangled,
     )
     harness.check_guards(*buffers)

@@ -43,8 +43,8 @@ KNOWN_BAD = {
     "fused_mha_short_missing_syncwarp": (
         Mutation(
             "kernels/fused_mha/short_kernel.cuh",
-            "ld);\n    __syncwarp();\n\n    // Softmax of each row",
-            "ld);\n\n    // Softmax of each row",
+            "warp_scores, ld);\n    __syncwarp();\n\n    const ScoreTerms",
+            "warp_scores, ld);\n\n    const ScoreTerms",
         ),
         lambda lib: checks.check_fused_mha(lib, RAGGED, "bfloat16", "short", seed=1),
     ),

@@ -69,7 +69,7 @@ def test_creators_carry_the_onnx_attributes_as_fields(host):
     assert host.creators() == [
         f"PLUGIN CREATOR_V3ONE|RemovePadding|1|{NAMESPACE}|",
         f"PLUGIN CREATOR_V3ONE|FusedMHA|1|{NAMESPACE}|num_heads:i32,scale:f32,relative_position_max_distance:i32,"
-        "rotary_frequencies:f32,sliding_window:i32",
+        "rotary_frequencies:f32,sliding_window:i32,pos_att_type:str,position_buckets:i32,max_relative_positions:i32",
         f"PLUGIN CREATOR_V3ONE|RebuildPadding|1|{NAMESPACE}|",
     ]
 
@@ -97,7 +97,20 @@ def test_plugin_capabilities_and_copies(host, name, fields, outputs):
         ("num_heads:f32:4", "field 'num_heads' must be an integer"),
         ("num_heads:i32:4;scale:i32:1", "field 'scale' must be a float"),
         ("num_heads:i32:4;dropout:f32:0.1", "unknown field 'dropout' (the fields are num_heads, scale, relative_position_max_distance, "
-         "rotary_frequencies and sliding_window)"),
+         "rotary_frequencies, sliding_window, pos_att_type, position_buckets and max_relative_positions)"),
+        ("num_heads:i32:2;pos_att_type:str:c2p|p2c", "field 'pos_att_type' needs the fields 'position_buckets' and "
+         "'max_relative_positions'"),
+        ("num_heads:i32:2;position_buckets:i32:256;max_relative_positions:i32:512",
+         "fields 'position_buckets' and 'max_relative_positions' need the field 'pos_att_type' naming the tables"),
+        ("num_heads:i32:2;pos_att_type:str:c2p|c2p;position_buckets:i32:256;max_relative_positions:i32:512",
+         "field 'pos_att_type' must name the disentangled terms: 'c2p' (the input position_key), 'p2c' "
+         "(position_query) or both, joined by '|', but it is 'c2p|c2p'"),
+        ("num_heads:i32:2;pos_att_type:str:p2p;position_buckets:i32:256;max_relative_positions:i32:512",
+         "field 'pos_att_type' must name the disentangled terms"),
+        ("num_heads:i32:2;pos_att_type:i32:1;position_buckets:i32:256;max_relative_positions:i32:512",
+         "field 'pos_att_type' must be a string"),
+        ("num_heads:i32:2;pos_att_type:str:c2p;position_buckets:i32:3;max_relative_positions:i32:512",
+         "attribute 'position_buckets' must be 0 (no buckets) or even"),
         ("num_heads:str:12", "field 'num_heads' must hold one value, but it has 2"),
     ],
 )
@@ -134,6 +147,16 @@ def test_plugins_without_attributes_reject_fields(host, name):
             "FusedMHA",
             "num_heads:i32:2;rotary_frequencies:f32:1,0.5,0.25;sliding_window:i32:8",
             "num_heads:i32:1,rotary_frequencies:f32:3,sliding_window:i32:1",
+        ),
+        (
+            "FusedMHA",
+            "num_heads:i32:2;pos_att_type:str:p2c|c2p;position_buckets:i32:256;max_relative_positions:i32:512",
+            "num_heads:i32:1,pos_att_type:str:7,position_buckets:i32:1,max_relative_positions:i32:1",
+        ),
+        (
+            "FusedMHA",
+            "num_heads:i32:2;pos_att_type:str:p2c;position_buckets:i32:0;max_relative_positions:i32:64",
+            "num_heads:i32:1,pos_att_type:str:3,position_buckets:i32:1,max_relative_positions:i32:1",
         ),
         ("RemovePadding", "", ""),
         ("RebuildPadding", "", ""),
@@ -412,8 +435,10 @@ def test_rebuild_padding_enqueue(host, dtype, kind):
     )
 
 
-def run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype, batch=None, positions=None, table=None):
-    """FusedMHA's enqueue; with ``positions`` and ``table``, its six inputs."""
+def run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype, batch=None, positions=None, table=None,
+                  position_tables=()):
+    """FusedMHA's enqueue; with ``positions`` and ``table``, its six inputs; ``position_tables`` are
+    (name, rows) of the disentangled terms' tables, after positions."""
     tokens, width = qkv.shape
     batch = len(cu) - 1 if batch is None else batch
     out = Tensor(
@@ -431,6 +456,8 @@ def run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype, batch=None, posit
         inputs.append(Tensor(INT32, positions.shape, trt_host.buffer_of("positions", positions)))
     if table is not None:
         inputs.append(Tensor(TRT_TYPES[dtype], table.shape, trt_host.buffer_of("relative_position_bias", table)))
+    for name, rows in position_tables:
+        inputs.append(Tensor(TRT_TYPES[dtype], rows.shape, trt_host.buffer_of(name, rows)))
     status = host.create("FusedMHA", fields).enqueue(inputs, [out])
     return status, out.buffer.read(qkv.dtype, (tokens, width // 3))
 
@@ -518,6 +545,68 @@ def test_fused_mha_enqueue_with_rotary_embeddings_and_a_sliding_window(host, dty
     assert_matches_reference(out, dtype, qkv, bias, cu, heads, np.float32(1 / np.sqrt(head_size)), features)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "terms, buckets, max_positions",
+    [("c2p|p2c", 32, 128), ("c2p", 32, 128), ("p2c", 32, 128), ("p2c|c2p", 0, 24)],
+)
+def test_fused_mha_enqueue_with_disentangled_terms(host, dtype, terms, buckets, max_positions):
+    # Lengths past the buckets' exact distances and past the short kernel's keys; the tables the
+    # field names, in the op's order (position_key before position_query) whatever the field's order.
+    lengths, seq_len, heads, head_size = (19, 1, 0, 150), 150, 2, 32
+    hidden = heads * head_size
+    span = buckets if buckets > 0 else max_positions  # DeBERTa's pos_ebd_size
+    rng = np.random.default_rng(11)
+    dt = checks.np_dtype(dtype)
+    qkv, bias, cu, positions = ragged_positioned_inputs(rng, dtype, lengths, hidden)
+    tables = {name: (0.5 * rng.standard_normal((2 * span, hidden))).astype(dt)
+              for term, name in (("c2p", "position_key"), ("p2c", "position_query")) if term in terms.split("|")}
+    scale = np.float32(1 / np.sqrt(head_size * (1 + len(tables))))
+    fields = (f"num_heads:i32:{heads};scale:f32:{scale};pos_att_type:str:{terms};position_buckets:i32:{buckets};"
+              f"max_relative_positions:i32:{max_positions}")
+    status, out = run_fused_mha(host, fields, qkv, bias, cu, seq_len, dtype, positions=positions,
+                                position_tables=list(tables.items()))
+    assert status == 0, host.take_log()
+    features = {"positions": positions, "position_buckets": buckets, "max_relative_positions": max_positions,
+                **{name: rows.astype(np.float32) for name, rows in tables.items()}}
+    assert_matches_reference(out, dtype, qkv, bias, cu, heads, scale, features)
+    content_only = reference.fused_mha(qkv, bias, cu, heads, scale)
+    assert np.abs(out.astype(np.float32) - content_only).max() > 0.05, "the terms changed nothing"
+
+
+@pytest.mark.parametrize(
+    "terms, inputs, message",
+    [
+        ("c2p|p2c", 6, "the plugin takes 7 inputs and gives 1 outputs, but the layer has 6 inputs and 1 outputs"),
+        ("c2p", 7, "the plugin takes 6 inputs and gives 1 outputs, but the layer has 7 inputs and 1 outputs"),
+    ],
+)
+def test_fused_mha_disentangled_terms_take_the_tables_their_field_names(host, terms, inputs, message):
+    fields = f"num_heads:i32:2;pos_att_type:str:{terms};position_buckets:i32:256;max_relative_positions:i32:512"
+    plugin = host.create("FusedMHA", fields)
+    types = [FLOAT, FLOAT, INT32, INT32, INT32, FLOAT, FLOAT][:inputs]
+    shapes = [(27, 192), (192,), (4,), (3, 23), (27,), (256, 64), (256, 64)][:inputs]
+    assert plugin.configure([Tensor(t, shape) for t, shape in zip(types, shapes)], 1) != 0
+    expect_log(host, f"bytetx FusedMHA: {message}")
+
+
+@pytest.mark.parametrize(
+    "terms, shape, message",
+    [
+        ("c2p", (201, 64), "input 'position_key' must have an even number >= 2 of rows (2 * span), but its shape "
+         "is [201, 64]"),
+        ("p2c", (256, 32), "input 'position_query' must have shape [2 * span, H] with H=64"),
+    ],
+)
+def test_fused_mha_disentangled_tables_are_validated(host, terms, shape, message):
+    fields = f"num_heads:i32:2;pos_att_type:str:{terms};position_buckets:i32:256;max_relative_positions:i32:512"
+    plugin = host.create("FusedMHA", fields)
+    shapes = [(27, 192), (192,), (4,), (3, 23), (27,), shape]
+    types = [FLOAT, FLOAT, INT32, INT32, INT32, FLOAT]
+    assert plugin.configure([Tensor(t, shape) for t, shape in zip(types, shapes)], 1) != 0
+    expect_log(host, f"bytetx FusedMHA: {message}")
+
+
 @pytest.mark.parametrize(
     "fields, extra, message",
     [
@@ -565,6 +654,16 @@ def test_fused_mha_with_a_relative_position_bias_takes_six_inputs_after_a_round_
         assert made.supports(6, 6, [HALF, HALF, INT32, INT32, INT32, HALF, HALF])
         assert not made.supports(5, 6, [HALF, HALF, INT32, INT32, INT32, FLOAT])
         assert not made.supports(4, 4, [HALF, HALF, INT32, INT32, HALF])
+
+
+def test_fused_mha_with_disentangled_terms_takes_its_tables_after_a_round_trip(host):
+    fields = "num_heads:i32:2;pos_att_type:str:p2c;position_buckets:i32:256;max_relative_positions:i32:512"
+    plugin = host.create("FusedMHA", fields)
+    copy, _ = plugin.serialize_roundtrip()
+    for made in (plugin, copy):
+        assert made.supports(6, 6, [HALF, HALF, INT32, INT32, INT32, HALF, HALF])
+        assert not made.supports(5, 6, [HALF, HALF, INT32, INT32, INT32, FLOAT, HALF])
+        assert not made.supports(5, 5, [HALF, HALF, INT32, INT32, INT32, HALF])
 
 
 @pytest.mark.parametrize(

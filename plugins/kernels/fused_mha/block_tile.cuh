@@ -40,6 +40,12 @@ struct MHAArgs {
   int32_t sliding_window;
   int32_t rotary_pairs;
   float rotary_frequencies[kMaxRotaryPairs];
+  // DeBERTa's disentangled terms: position_span 0 without them, a table nullptr without its term.
+  const T* position_key;        // [2 * span, hidden]
+  const T* position_query;      // [2 * span, hidden]
+  int32_t position_span;
+  int32_t position_buckets;
+  float position_log_ratio;
 };
 
 // The part of the grid one block owns.
@@ -68,26 +74,69 @@ __device__ __forceinline__ bool LocateBlock(const MHAArgs<T>& args, int block_m,
   return tile->q0 < tile->len;
 }
 
-// What the positions do to the scores of the tile's head: the relative position bias, in base 2 like
-// the scaled scores it is added to, and the sliding window.
+// What the positions do to the scores of the tile's head, in base 2 like the scaled scores they join:
+// the relative position bias, the sliding window and the disentangled terms.
 template <typename T, int D>
 struct ScoreTerms {
-  const int32_t* positions;  // the sequence's first position; nullptr without a bias or window
+  const int32_t* positions;  // the sequence's first position; nullptr without a bias, window or terms
   const T* column;           // the head's column of the table; nullptr without a bias
   int32_t num_heads;
   RelativePositionBuckets buckets;
   int32_t window;            // < 0: none
+  const T* position_key;     // the head's first column of each table; nullptr without its term
+  const T* position_query;
+  int32_t hidden;
+  int32_t span;              // 0 without the disentangled terms
+  int32_t position_buckets;
+  float position_log_ratio;
+  float scale_log2;
 
   __device__ __forceinline__ ScoreTerms(const MHAArgs<T>& args, const BlockTile& tile)
-      : positions(args.positions == nullptr || (args.position_bias == nullptr && args.sliding_window < 0)
+      : positions(args.positions == nullptr ||
+                          (args.position_bias == nullptr && args.sliding_window < 0 && args.position_span == 0)
                       ? nullptr
                       : args.positions + tile.first),
         column(args.position_bias == nullptr ? nullptr : args.position_bias + tile.head),
         num_heads(args.hidden / D),
         buckets(args.buckets),
-        window(args.sliding_window) {}
+        window(args.sliding_window),
+        position_key(args.position_key == nullptr ? nullptr : args.position_key + tile.head * D),
+        position_query(args.position_query == nullptr ? nullptr : args.position_query + tile.head * D),
+        hidden(args.hidden),
+        span(args.positions == nullptr ? 0 : args.position_span),
+        position_buckets(args.position_buckets),
+        position_log_ratio(args.position_log_ratio),
+        scale_log2(args.scale_log2) {}
 
   __device__ __forceinline__ bool active() const { return positions != nullptr; }
+  __device__ __forceinline__ bool disentangled() const { return span > 0; }
+
+  // DeBERTa's terms of query q and key k in base 2: q_row (which q_multiplier brings to base 2) against
+  // position_key's row of the pair's bucket, plus position_query's row against k_row. The rows are in
+  // shared memory as the kernel loaded them (bias added, rotated where rotary).
+  template <typename S>
+  __device__ __forceinline__ float Disentangled(int q, int k, const S* q_row, float q_multiplier,
+                                                const S* k_row) const {
+    const int64_t bucket = DisentangledBucket(static_cast<int64_t>(positions[q]) - positions[k], position_buckets,
+                                              position_log_ratio) + span;
+    const int64_t row = (bucket < 0 ? 0 : bucket > 2 * span - 1 ? 2 * span - 1 : bucket) * hidden;
+    float term = 0.0f;
+    if (position_key != nullptr) {
+      float dot = 0.0f;
+      for (int c = 0; c < D; ++c) {
+        dot += ToFloat(q_row[c]) * ToFloat(position_key[row + c]);
+      }
+      term += dot * q_multiplier;
+    }
+    if (position_query != nullptr) {
+      float dot = 0.0f;
+      for (int c = 0; c < D; ++c) {
+        dot += ToFloat(position_query[row + c]) * ToFloat(k_row[c]);
+      }
+      term += dot * scale_log2;
+    }
+    return term;
+  }
 
   // The base-2 score of query q and key k, both sequence rows below the tile's length (the rows
   // positions has): -inf outside the window, else with the bias added.

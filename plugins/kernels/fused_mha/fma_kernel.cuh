@@ -88,6 +88,9 @@ __global__ void __launch_bounds__(kFmaThreads, kFmaMinBlocks) FmaMHAKernel(MHAAr
       const int query = tile.q0 + warp * kFmaRowsPerWarp + r;
       float score = lane < valid ? s[r] : -INFINITY;
       if (terms.active() && lane < valid && query < tile.len) {
+        if (terms.disentangled()) {  // the queries are in base 2 already
+          score += terms.Disentangled(query, k0 + lane, my_q + r * D, 1.0f, my_k);
+        }
         score = terms.Apply(query, k0 + lane, score);
       }
       const float new_max = fmaxf(row_max[r], WarpMax(score));  // -inf while the window masks every key

@@ -40,6 +40,17 @@ const char* ShortKernelUnfit(const FusedMHAParams& p) {
   return nullptr;
 }
 
+// nullptr when the tiled kernel, with the queries the disentangled terms keep in shared memory, fits
+// the current device's shared memory per block (not with head size 128 on sm_75), else why not.
+const char* DisentangledTiledKernelUnfit(const FusedMHAParams& p) {
+  const size_t bytes = DispatchHeadSize(p.dims.head_size, size_t{0}, [](auto head_size) {
+    return static_cast<size_t>(fused_mha::TiledConfig<decltype(head_size)::value>::kDisentangledSharedBytes);
+  });
+  return bytes > MaxSharedMemoryPerBlock()
+             ? "the tiled kernel with the disentangled terms needs more shared memory than this device has per block"
+             : nullptr;
+}
+
 template <typename T>
 cudaError_t Dispatch(const FusedMHAParams& p, FusedMHAKernel kernel, bool tensor_cores, cudaStream_t stream) {
   return DispatchHeadSize(p.dims.head_size, cudaErrorInvalidValue, [&](auto head_size) {
@@ -91,6 +102,16 @@ const char* CheckFusedMHAParams(const FusedMHAParams& p) {
   if (p.dims.num_tokens > 0 && (p.rotary_frequencies != nullptr || p.sliding_window >= 0) && p.positions == nullptr) {
     return "rotary embeddings and the sliding window need positions";
   }
+  if (p.dims.position_span != 0) {
+    if (p.dims.position_span < 1 || p.dims.position_span > INT32_MAX / 2 || p.position_buckets < 0 ||
+        p.position_buckets > INT32_MAX || (p.position_buckets > 0 && !(p.position_log_ratio > 0.0f))) {
+      return "the disentangled terms need 1 <= span <= 2^30 - 1 and position_buckets 0 or with its log ratio";
+    }
+    if (p.dims.num_tokens > 0 &&
+        (p.positions == nullptr || (p.position_key == nullptr && p.position_query == nullptr))) {
+      return "the disentangled terms need positions and position_key or position_query";
+    }
+  }
   if (p.cu_seqlens == nullptr || p.qkv_bias == nullptr) {
     return "cu_seqlens or qkv_bias is null";
   }
@@ -102,6 +123,9 @@ const char* CheckFusedMHAParams(const FusedMHAParams& p) {
   }
   if (p.kernel == FusedMHAKernel::kShort) {
     return ShortKernelUnfit(p);
+  }
+  if (p.dims.position_span > 0 && HasTensorCores(p.dtype) && SelectFusedMHAKernel(p) == FusedMHAKernel::kTiled) {
+    return DisentangledTiledKernelUnfit(p);
   }
   return nullptr;
 }

@@ -46,6 +46,14 @@ struct FusedMHAParams {
   // where |positions[i] - positions[j]| <= sliding_window. Both read positions.
   const float* rotary_frequencies = nullptr;
   int64_t sliding_window = -1;
+  // DeBERTa's disentangled terms (dims.position_span > 0), as the CPU kernel adds them: head h's score
+  // of query i and key j gets scale * (q_i . position_key[r] + k_j . position_query[r]) over head h's
+  // columns (each table where non-null, not both null), r = clamp(DisentangledBucket(positions[i] -
+  // positions[j]) + span, 0, 2 span - 1). They read positions.
+  const void* position_key = nullptr;    // [2 * span, hidden] of dtype
+  const void* position_query = nullptr;  // [2 * span, hidden] of dtype
+  int64_t position_buckets = 0;          // 0: the distances themselves
+  float position_log_ratio = 0.0f;       // DisentangledLogRatio
   FusedMHAKernel kernel = FusedMHAKernel::kAuto;
 };
 

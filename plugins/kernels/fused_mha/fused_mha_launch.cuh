@@ -40,7 +40,8 @@ cudaError_t LaunchAttention(Kernel kernel, const FusedMHAParams& p, int block_m,
   args.num_query_tiles = static_cast<int32_t>((p.dims.seq_len + block_m - 1) / block_m);
   args.scale_log2 = p.scale * kLog2e;
   const bool rotary = p.rotary_frequencies != nullptr;
-  const bool reads_positions = p.dims.num_buckets > 0 || rotary || p.sliding_window >= 0;
+  const bool disentangled = p.dims.position_span > 0;
+  const bool reads_positions = p.dims.num_buckets > 0 || rotary || p.sliding_window >= 0 || disentangled;
   args.positions = reads_positions ? p.positions : nullptr;
   args.position_bias = p.dims.num_buckets > 0 ? static_cast<const T*>(p.relative_position_bias) : nullptr;
   args.buckets = p.buckets;
@@ -49,6 +50,11 @@ cudaError_t LaunchAttention(Kernel kernel, const FusedMHAParams& p, int block_m,
   for (int c = 0; c < kMaxRotaryPairs; ++c) {
     args.rotary_frequencies[c] = rotary && c < D / 2 ? p.rotary_frequencies[c] : 0.0f;
   }
+  args.position_key = disentangled ? static_cast<const T*>(p.position_key) : nullptr;
+  args.position_query = disentangled ? static_cast<const T*>(p.position_query) : nullptr;
+  args.position_span = disentangled ? static_cast<int32_t>(p.dims.position_span) : 0;
+  args.position_buckets = static_cast<int32_t>(p.position_buckets);
+  args.position_log_ratio = p.position_log_ratio;
   const cudaError_t status = AllowDynamicSharedMemory(kernel, shared_bytes);
   if (status != cudaSuccess) {
     return status;
@@ -72,7 +78,9 @@ cudaError_t LaunchTyped(const FusedMHAParams& p, FusedMHAKernel kernel, bool ten
                                    static_cast<size_t>(layout.total_bytes), stream);
     }
     if (tensor_cores) {
-      return LaunchAttention<T, D>(TiledMHAKernel<T, D>, p, kWmmaBlockM, kWmmaThreads, TiledConfig<D>::kSharedBytes,
+      return LaunchAttention<T, D>(TiledMHAKernel<T, D>, p, kWmmaBlockM, kWmmaThreads,
+                                   p.dims.position_span > 0 ? TiledConfig<D>::kDisentangledSharedBytes
+                                                            : TiledConfig<D>::kSharedBytes,
                                    stream);
     }
     if constexpr (kNeedsFma<T>) {

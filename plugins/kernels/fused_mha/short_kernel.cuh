@@ -76,10 +76,22 @@ __device__ __forceinline__ void ShortMHABody(const MHAArgs<T>& args) {
     WarpScores<T, D>(q, kv_smem, kLd, cols / kWmmaTile, args.scale_log2, warp_scores, ld);
     __syncwarp();
 
+    const ScoreTerms<T, D> terms(args, tile);
+    if (terms.disentangled()) {  // uniform across the block
+      // In shared memory, before the softmax reads the rows: inside its loop the terms spill v.
+      for (int r = 0; r < kWmmaTile; ++r) {
+        const int query = tile.q0 + warp * kWmmaTile + r;
+        for (int j = lane; query < tile.len && j < tile.len; j += kWarpSize) {
+          warp_scores[r * ld + j] += terms.Disentangled(query, j, q_smem + (warp * kWmmaTile + r) * kLd,
+                                                        args.scale_log2, kv_smem + j * kLd);
+        }
+      }
+      __syncwarp();
+    }
+
     // Softmax of each row; P replaces the row in place as T (all of a row is read before any of it
     // is written).
     constexpr int kPerLane = kShortMaxCols / kWarpSize;
-    const ScoreTerms<T, D> terms(args, tile);
     for (int r = 0; r < kWmmaTile; ++r) {
       float* row = warp_scores + r * ld;
       const int query = tile.q0 + warp * kWmmaTile + r;

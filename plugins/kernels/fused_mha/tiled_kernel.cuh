@@ -5,6 +5,7 @@
 //   scores    kWmmaBlockM x (kBlockN + 4)  float  Q K^T of the tile; then P (as T, in place)
 //   out       kWmmaBlockM x (D + 4)    float  the running, unnormalized output
 //   inv_sum   kWmmaBlockM              float
+//   q         kWmmaBlockM x (D + 8)    T      with the disentangled terms only: the queries they read
 // Each warp keeps its 16 query rows' Q fragments in registers; each row's running max and sum live
 // in the registers of the two lanes that own the row in the softmax.
 #pragma once
@@ -27,6 +28,9 @@ struct TiledConfig {
   static constexpr int kScoreBytes = RoundUp128(kWmmaBlockM * kScoreLd * 4);
   static constexpr int kOutBytes = RoundUp128(kWmmaBlockM * kOutLd * 4);
   static constexpr int kSharedBytes = 2 * kTileBytes + kScoreBytes + kOutBytes + kWmmaBlockM * 4;
+  static constexpr int kQueryBytes = RoundUp128(kWmmaBlockM * kLd * 2);
+  // With the disentangled terms, the queries stay in shared memory after their fragments are loaded.
+  static constexpr int kDisentangledSharedBytes = RoundUp128(kSharedBytes) + kQueryBytes;
   static_assert(2 * kTileBytes >= kWmmaBlockM * kLd * 2, "the queries are staged in the K and V tiles");
 };
 
@@ -48,22 +52,24 @@ __device__ __forceinline__ void TiledMHABody(const MHAArgs<T>& args) {
   float* scores = reinterpret_cast<float*>(smem + 2 * Config::kTileBytes);
   float* out = reinterpret_cast<float*>(smem + 2 * Config::kTileBytes + Config::kScoreBytes);
   float* inv_sum = reinterpret_cast<float*>(smem + 2 * Config::kTileBytes + Config::kScoreBytes + Config::kOutBytes);
+  const ScoreTerms<T, D> terms(args, tile);
+  T* q_smem = terms.disentangled() ? reinterpret_cast<T*>(smem + RoundUp128(Config::kSharedBytes)) : k_smem;
 
   const int warp = static_cast<int>(threadIdx.x) / kWarpSize;
   const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
   const HeadRows<T, D> keys(args, tile, 1);
   const HeadRows<T, D> values(args, tile, 2);
 
-  // Queries, staged through the K/V tiles into registers.
-  LoadHeadRows<T, T, D, kWmmaThreads>(k_smem, kLd, HeadRows<T, D>(args, tile, 0), tile.q0, kWmmaBlockM,
+  // Queries, staged through the K/V tiles (or their own region) into registers.
+  LoadHeadRows<T, T, D, kWmmaThreads>(q_smem, kLd, HeadRows<T, D>(args, tile, 0), tile.q0, kWmmaBlockM,
                                       tile.len - tile.q0, 1.0f);
   __syncthreads();
   if (args.rotary_pairs > 0) {  // uniform across the block
-    RotateHeadRows<T, T, D, kWmmaThreads>(k_smem, kLd, args, tile, tile.q0, kWmmaBlockM, tile.len - tile.q0);
+    RotateHeadRows<T, T, D, kWmmaThreads>(q_smem, kLd, args, tile, tile.q0, kWmmaBlockM, tile.len - tile.q0);
     __syncthreads();
   }
   QueryFragments<T, D> q;
-  q.Load(k_smem + warp * kWmmaTile * kLd, kLd);
+  q.Load(q_smem + warp * kWmmaTile * kLd, kLd);
   float* warp_scores = scores + warp * kWmmaTile * kScoreLd;
   float* warp_out = out + warp * kWmmaTile * kOutLd;
   for (int i = lane; i < kWmmaTile * D; i += kWarpSize) {
@@ -73,7 +79,7 @@ __device__ __forceinline__ void TiledMHABody(const MHAArgs<T>& args) {
   // Lanes 2r and 2r + 1 own row r of the warp: half of its key columns and half of its output.
   const int row = lane / 2;
   const int half = lane % 2;
-  const ScoreTerms<T, D> terms(args, tile);
+  const T* q_row = q_smem + (warp * kWmmaTile + row) * kLd;  // read by the disentangled terms only
   const int query = tile.q0 + warp * kWmmaTile + row;
   const bool positioned = terms.active() && query < tile.len;
   float row_max = -INFINITY;
@@ -100,7 +106,9 @@ __device__ __forceinline__ void TiledMHABody(const MHAArgs<T>& args) {
       for (int i = 0; i < kCols; ++i) {
         const int j = half * kCols + i;
         if (j < valid) {
-          score_row[j] = terms.Apply(query, k0 + j, score_row[j]);
+          const float disentangled =
+              terms.disentangled() ? terms.Disentangled(query, k0 + j, q_row, args.scale_log2, k_smem + j * kLd) : 0.0f;
+          score_row[j] = terms.Apply(query, k0 + j, score_row[j] + disentangled);
         }
       }
     }

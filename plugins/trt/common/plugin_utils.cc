@@ -191,6 +191,20 @@ Status ReadFloatsField(const nvinfer1::PluginField& field, std::vector<float>* v
   return Status::Ok();
 }
 
+Status ReadStringField(const nvinfer1::PluginField& field, std::string* value) {
+  BYTETX_CHECK(field.type == nvinfer1::PluginFieldType::kCHAR, "field '", FieldName(field),
+               "' must be a string (PluginFieldType ", static_cast<int32_t>(nvinfer1::PluginFieldType::kCHAR),
+               ", but ", static_cast<int32_t>(field.type), " given)");
+  BYTETX_CHECK(field.data != nullptr && field.length >= 0, "field '", FieldName(field), "' must hold a string");
+  const char* text = static_cast<const char*>(field.data);
+  size_t length = static_cast<size_t>(field.length);
+  while (length > 0 && text[length - 1] == '\0') {
+    --length;
+  }
+  value->assign(text, length);
+  return Status::Ok();
+}
+
 FieldList::FieldList(std::vector<nvinfer1::PluginField> fields) : fields_(std::move(fields)) { Point(); }
 
 FieldList::FieldList(const FieldList& other) : fields_(other.fields_) { Point(); }

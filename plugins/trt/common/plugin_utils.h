@@ -82,6 +82,8 @@ inline const char* FieldName(const nvinfer1::PluginField& field) { return field.
 Status ReadFloatField(const nvinfer1::PluginField& field, float* value);
 // One or more floats (kFLOAT32 or kFLOAT64).
 Status ReadFloatsField(const nvinfer1::PluginField& field, std::vector<float>* values);
+// A string (kCHAR), with or without the NUL some writers count in its length.
+Status ReadStringField(const nvinfer1::PluginField& field, std::string* value);
 
 // The fields a creator advertises (getFieldNames) or a plugin serializes (getFieldsToSerialize): the
 // collection points into `fields`, so it stays valid as long as the object does.

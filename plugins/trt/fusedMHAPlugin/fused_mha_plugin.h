@@ -2,11 +2,15 @@
 // the ragged sequences of the packed layout, reading Q, K, V from one [T, 3H] tensor and adding their
 // bias on the fly. Fields: the op's attributes num_heads (int, required), scale (float, default
 // 1 / sqrt(H / num_heads)), and the optional position features: relative_position_max_distance (int;
-// MPNet's bias), rotary_frequencies (floats) and sliding_window (int; ModernBERT's). Any of them adds
-// the input positions; the bias also relative_position_bias.
+// MPNet's bias), rotary_frequencies (floats), sliding_window (int; ModernBERT's), and DeBERTa's
+// disentangled terms: pos_att_type (string, which of the terms, so which tables) with position_buckets
+// and max_relative_positions (ints). Any of them adds the input positions; the bias adds
+// relative_position_bias, the terms their tables. The plugin takes the inputs its fields ask for, in
+// the op's order, without gaps: TensorRT hands a plugin no empty inputs.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/fused_mha_contract.h"
@@ -14,36 +18,24 @@
 
 namespace bytetx::trt {
 
+// DeBERTa's pos_att_type: the disentangled terms the plugin computes, each reading one table. Only
+// the field tells which table the plugin has when it has one: both are [2 * span, H].
+struct PositionTerms {
+  bool c2p = false;  // content to position: the input position_key
+  bool p2c = false;  // position to content: the input position_query
+
+  bool any() const { return c2p || p2c; }
+};
+
 class FusedMHAPlugin final : public PluginBase<FusedMHAPlugin, contract::FusedMHA> {
  public:
-  // Without a relative position bias, the four required inputs (the op's other inputs absent).
-  static constexpr int32_t kNumInputs = Contract::kNumRequiredInputs;
-  static constexpr contract::TensorSpec kTensors[] = {
-      Contract::kTensors[Contract::kQkv], Contract::kTensors[Contract::kQkvBias],
-      Contract::kTensors[Contract::kCuSeqlens], Contract::kTensors[Contract::kTokenOffset],
-      Contract::kTensors[Contract::kContext]};
+  FusedMHAPlugin(const Contract::Attributes& attributes, PositionTerms terms);
 
-  explicit FusedMHAPlugin(const Contract::Attributes& attributes) : attributes_(attributes) {}
+  int32_t NumInputs() const { return static_cast<int32_t>(inputs_.size()); }
+  const contract::TensorSpec* Tensors() const { return tensors_.data(); }
 
-  // With a position feature, positions too; with the bias, all of the op's inputs, in its order.
-  static constexpr contract::TensorSpec kPositionTensors[] = {
-      Contract::kTensors[Contract::kQkv],        Contract::kTensors[Contract::kQkvBias],
-      Contract::kTensors[Contract::kCuSeqlens],  Contract::kTensors[Contract::kTokenOffset],
-      Contract::kTensors[Contract::kPositions], Contract::kTensors[Contract::kContext]};
-  bool HasPositionBias() const { return attributes_.relative_position_max_distance.has_value(); }
-  bool ReadsPositions() const {
-    return HasPositionBias() || !attributes_.rotary_frequencies.empty() || attributes_.sliding_window.has_value();
-  }
-  int32_t NumInputs() const { return kNumInputs + (ReadsPositions() ? 1 : 0) + (HasPositionBias() ? 1 : 0); }
-  const contract::TensorSpec* Tensors() const {
-    return HasPositionBias() ? Contract::kTensors : ReadsPositions() ? kPositionTensors : kTensors;
-  }
-
-  Status Validate(const contract::TensorDesc* inputs, Dims* dims) const {
-    std::vector<contract::TensorDesc> all(inputs, inputs + NumInputs());
-    all.resize(Contract::kNumInputs, contract::TensorDesc{contract::ElementType::kUnknown, {}, /*present=*/false});
-    return Contract::Validate(all.data(), attributes_, contract::Backend::kCuda, dims);
-  }
+  // Validated by the contract, each plugin input at its index there, the others absent.
+  Status Validate(const contract::TensorDesc* inputs, Dims* dims) const;
   Status OutputShapes(const nvinfer1::DimsExprs* inputs, nvinfer1::DimsExprs* outputs,
                       nvinfer1::IExprBuilder& builder) const;
   Status Launch(const Dims& dims, const contract::TensorDesc* inputs, const void* const* input_data,
@@ -52,11 +44,17 @@ class FusedMHAPlugin final : public PluginBase<FusedMHAPlugin, contract::FusedMH
 
  private:
   Contract::Attributes attributes_;
-  int32_t num_heads_field_ = 0;  // what getFieldsToSerialize points at
+  PositionTerms terms_;
+  std::vector<int> inputs_;                     // the contract's index of each plugin input
+  std::vector<contract::TensorSpec> tensors_;   // the plugin's inputs, then its output
+  int32_t num_heads_field_ = 0;                 // what getFieldsToSerialize points at
   float scale_field_ = 0.0f;
   int32_t max_distance_field_ = 0;
   int32_t window_field_ = 0;
-  FieldList serialized_;         // rebuilt by each call, pointing into this object
+  std::string terms_field_;
+  int32_t position_buckets_field_ = 0;
+  int32_t max_relative_positions_field_ = 0;
+  FieldList serialized_;                        // rebuilt by each call, pointing into this object
 };
 
 class FusedMHAPluginCreator final : public CreatorBase<FusedMHAPlugin> {

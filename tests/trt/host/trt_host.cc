@@ -380,6 +380,9 @@ HOST_EXPORT IPluginV3* host_serialize_roundtrip(IPluginV3* plugin, char* buffer,
       case nvinfer1::PluginFieldType::kFLOAT32:
         element = 4;
         break;
+      case nvinfer1::PluginFieldType::kCHAR:
+        element = 1;
+        break;
       default:
         return nullptr;  // the plugins serialize only these
     }
