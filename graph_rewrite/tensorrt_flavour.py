@@ -10,8 +10,11 @@ plugins (plugins/trt/README.md) are named like the ops, each at its version of
 Pattern: every ``com.bytetx`` node. Replacement: the same node with ``plugin_version`` and
 ``plugin_namespace``; ``RemovePadding`` also gets its fourth output, the size tensor ``num_tokens``
 (int64 scalar, ``bytetx_num_tokens``, one per node) that declares the data-dependent first dimension
-of the packed tokens. Everything else is unchanged (docs/ops.md, "TensorRT"). The result is for
-TensorRT only: ONNX Runtime's RemovePadding has three outputs.
+of the packed tokens. A ``FusedMHA`` with DeBERTa's disentangled terms drops its empty inputs (the
+parser hands a plugin no empty input) and gets the string attribute ``pos_att_type`` that names the
+tables it keeps ("c2p" position_key, "p2c" position_query, or "c2p|p2c"). Everything else is
+unchanged (docs/ops.md, "TensorRT"). The result is for TensorRT only: ONNX Runtime's RemovePadding
+has three outputs.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ _FUSED_MHA_INPUTS = ("qkv", "qkv_bias", "cu_seqlens", "token_offset")
 _FUSED_MHA_BIAS_INPUTS = ("positions", "relative_position_bias")
 # The attributes of FusedMHA's position features besides the bias: each reads positions.
 _POSITION_ATTRIBUTES = ("rotary_frequencies", "sliding_window")
+# The disentangled terms: the op's tables (inputs 6 and 7) and the plugin's names for them.
+_POSITION_TERMS_ATTRIBUTE = "pos_att_type"
+_POSITION_TABLES = (("c2p", "position_key"), ("p2c", "position_query"))
+_FIRST_POSITION_TABLE = 6
 
 
 class TensorRTFlavour(GraphPass):
@@ -73,6 +80,10 @@ class TensorRTFlavour(GraphPass):
                 added = _add_num_tokens_output(node, names, remove_padding_count)
                 if added:
                     changes.append(f"size tensor output '{added}'")
+            elif is_bytetx(node, ops.FUSED_MHA) and "position_buckets" in node.attrs:
+                terms = _gap_free_position_tables(node)
+                if terms:
+                    changes.append(f"{_POSITION_TERMS_ATTRIBUTE} {terms}")
             elif is_bytetx(node, ops.FUSED_MHA):
                 _check_fused_mha_inputs(node)
             if changes:
@@ -134,12 +145,44 @@ def _add_num_tokens_output(node: gs.Node, names: set[str], index: int) -> str | 
     return name
 
 
+def _gap_free_position_tables(node: gs.Node) -> str | None:
+    """A FusedMHA with the disentangled terms as the plugin takes it: the four required inputs,
+    positions, then the tables ``pos_att_type`` names. Sets both unless the node has them; what it set,
+    or None."""
+    given = [t.name for t in node.inputs]
+    terms = node.attrs.get(_POSITION_TERMS_ATTRIBUTE)
+    if terms is not None:  # converted before: check it is what a conversion makes
+        names = terms.split("|") if isinstance(terms, str) else []
+        tables = [table for term, table in _POSITION_TABLES if term in names]
+        expected = _FUSED_MHA_INPUTS + ("positions", *tables)
+        if not tables or len(names) != len(tables) or len(given) != len(expected) or not all(given):
+            raise RewriteError(
+                f"{describe(node)} has {_POSITION_TERMS_ATTRIBUTE} {terms!r} and inputs "
+                f"{', '.join(repr(name) for name in given)}; the plugin takes {', '.join(expected)}"
+            )
+        return None
+    tables = given[_FIRST_POSITION_TABLE:]
+    present = [(term, name) for (term, _), name in zip(_POSITION_TABLES, tables) if name]
+    if (len(given) <= 4 or not given[4] or any(given[5:_FIRST_POSITION_TABLE]) or not present
+            or len(given) > _FIRST_POSITION_TABLE + len(_POSITION_TABLES)):
+        raise RewriteError(
+            f"{describe(node)} has the attribute position_buckets and inputs "
+            f"{', '.join(repr(name) for name in given)}; the op takes positions, no relative_position_bias, and "
+            "position_key, position_query or both with it (docs/ops.md)"
+        )
+    if not given[1]:
+        raise RewriteError(f"{describe(node)} has no qkv_bias; the op requires it (docs/ops.md)")
+    terms = "|".join(term for term, _ in present)
+    for index in reversed(range(5, len(node.inputs))):  # in place: the list keeps the tensors' consumers
+        if not node.inputs[index].name:
+            del node.inputs[index]
+    node.attrs[_POSITION_TERMS_ATTRIBUTE] = terms
+    return terms
+
+
 def _check_fused_mha_inputs(node: gs.Node) -> None:
     """The plugin takes the four required inputs, plus positions with any position feature and
     relative_position_bias with the bias: its fields (the node's attributes) say which."""
-    if "position_buckets" in node.attrs:
-        raise RewriteError(f"{describe(node)} has DeBERTa's disentangled position terms, which the TensorRT plugin "
-                           "does not take yet (docs/ops.md)")
     with_bias = "relative_position_max_distance" in node.attrs
     reads_positions = with_bias or any(name in node.attrs for name in _POSITION_ATTRIBUTES)
     expected = _FUSED_MHA_INPUTS + _FUSED_MHA_BIAS_INPUTS[: int(reads_positions) + int(with_bias)]

@@ -13,7 +13,7 @@ import onnx
 import pytest
 import torch
 from bytetx.exporter import export_to_onnx, load_hf_model
-from bytetx.graph_rewrite import RewriteError, rewrite_padding_free, to_tensorrt
+from bytetx.graph_rewrite import RewriteError, rewrite_padding_free
 from fixtures.tiny_models import MAX_RELATIVE_POSITIONS, POSITION_BUCKETS
 from transformers.models.deberta_v2 import modeling_deberta_v2
 
@@ -76,9 +76,3 @@ def test_a_term_scaled_unlike_the_scores_is_refused(tiny_model_dirs, monkeypatch
     with pytest.raises(RewriteError, match="not DeBERTa's disentangled attention: .*not FusedMHA's disentangled "
                                            "terms|not DeBERTa's disentangled attention: its buckets"):
         rewrite_padding_free(exported)
-
-
-def test_the_tensorrt_flavour_refuses_the_terms_by_name(deberta):
-    rewritten, _ = rewrite_padding_free(export_to_onnx(deberta))
-    with pytest.raises(RewriteError, match="disentangled position terms, which the TensorRT plugin does not take"):
-        to_tensorrt(rewritten)

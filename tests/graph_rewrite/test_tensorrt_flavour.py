@@ -21,6 +21,9 @@ CREATOR_FIELDS = {
         "relative_position_max_distance": onnx.AttributeProto.INT,
         "rotary_frequencies": onnx.AttributeProto.FLOATS,
         "sliding_window": onnx.AttributeProto.INT,
+        "pos_att_type": onnx.AttributeProto.STRING,
+        "position_buckets": onnx.AttributeProto.INT,
+        "max_relative_positions": onnx.AttributeProto.INT,
     },
     "RebuildPadding": {},
 }
@@ -39,6 +42,12 @@ def rewritten_mpnet(tiny_model_dirs) -> onnx.ModelProto:
     return model
 
 
+@pytest.fixture(scope="module")
+def rewritten_deberta(tiny_model_dirs) -> onnx.ModelProto:
+    model, _ = rewrite_padding_free(export_to_onnx(load_hf_model(tiny_model_dirs("deberta-v2"))))
+    return model
+
+
 def copy_of(model: onnx.ModelProto) -> onnx.ModelProto:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
@@ -53,9 +62,10 @@ def attributes(node: onnx.NodeProto) -> dict[str, onnx.AttributeProto]:
     return {a.name: a for a in node.attribute}
 
 
-@pytest.mark.parametrize("model_type", ["bert", "mpnet"])
+@pytest.mark.parametrize("model_type", ["bert", "mpnet", "deberta"])
 def test_nodes_map_onto_the_plugins_as_the_parser_looks_them_up(request, model_type):
-    rewritten = request.getfixturevalue("rewritten" if model_type == "bert" else "rewritten_mpnet")
+    rewritten = request.getfixturevalue({"bert": "rewritten", "mpnet": "rewritten_mpnet",
+                                         "deberta": "rewritten_deberta"}[model_type])
     converted, report = to_tensorrt(rewritten)
     nodes = bytetx_nodes(converted)
     assert sorted({n.op_type for n in nodes}) == ["FusedMHA", "RebuildPadding", "RemovePadding"]
@@ -192,4 +202,50 @@ def test_rotary_embeddings_and_the_window_reach_the_plugin_with_positions(rewrit
     del node.input[4]
     with pytest.raises(RewriteError, match=f"FusedMHA node '{node.name}' has inputs .*; with its attributes the "
                                            "plugin takes qkv, qkv_bias, cu_seqlens, token_offset, positions"):
+        to_tensorrt(model)
+
+
+@pytest.mark.parametrize("dropped, terms", [(None, "c2p|p2c"), (7, "c2p"), (6, "p2c")])
+def test_disentangled_terms_reach_the_plugin_as_gap_free_tables_and_their_field(rewritten_deberta, dropped, terms):
+    """The op's empty relative_position_bias slot (and an absent table) go; pos_att_type says which
+    tables stay, in the op's order. Converting again changes nothing."""
+    model = copy_of(rewritten_deberta)
+    for node in model.graph.node:
+        if node.op_type == "FusedMHA" and dropped is not None:
+            node.input[dropped] = ""
+    before = {n.name: list(n.input) for n in model.graph.node if n.op_type == "FusedMHA"}
+    converted, _ = to_tensorrt(model)
+    nodes = [n for n in converted.graph.node if n.op_type == "FusedMHA"]
+    assert len(nodes) == 2
+    for node in nodes:
+        given = before[node.name]
+        assert list(node.input) == [*given[:5], *(name for name in given[6:] if name)]
+        assert attributes(node)["pos_att_type"].s.decode() == terms
+        assert attributes(node)["position_buckets"].type == onnx.AttributeProto.INT
+    again, report = to_tensorrt(converted)
+    assert again.SerializeToString() == converted.SerializeToString() and report.changed == 0
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("no_tables", "has the attribute position_buckets and inputs .*; the op takes positions, no "
+                      "relative_position_bias, and position_key, position_query or both with it"),
+        ("no_positions", "has the attribute position_buckets and inputs"),
+        ("terms_unlike_tables", "has pos_att_type 'p2c' and inputs .*; the plugin takes qkv, qkv_bias, cu_seqlens, "
+                                "token_offset, positions, position_query"),
+    ],
+)
+def test_broken_disentangled_terms_are_refused(rewritten_deberta, change, message):
+    model = copy_of(rewritten_deberta)
+    if change == "terms_unlike_tables":
+        model, _ = to_tensorrt(model)
+    node = next(n for n in model.graph.node if n.op_type == "FusedMHA")
+    if change == "no_tables":
+        node.input[6] = node.input[7] = ""
+    elif change == "no_positions":
+        node.input[4] = ""
+    else:
+        next(a for a in node.attribute if a.name == "pos_att_type").s = b"p2c"
+    with pytest.raises(RewriteError, match=f"FusedMHA node '{node.name}' {message}"):
         to_tensorrt(model)

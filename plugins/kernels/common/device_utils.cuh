@@ -9,6 +9,15 @@
 
 #include <cstdint>
 
+// Before a loop nvcc would otherwise unroll whole, loading every iteration's operands at once: 4 at a
+// time keeps the registers of a kernel already at its launch bounds. (The emulation runs loops as
+// written.)
+#ifdef BYTETX_CUDA_EMULATION
+#define BYTETX_UNROLL_4
+#else
+#define BYTETX_UNROLL_4 _Pragma("unroll 4")
+#endif
+
 #ifdef BYTETX_CUDA_EMULATION
 namespace bytetx_emulation {
 // The current block's dynamic shared memory, at least 128-byte aligned (defined by the emulation).

@@ -111,18 +111,24 @@ struct ScoreTerms {
   __device__ __forceinline__ bool active() const { return positions != nullptr; }
   __device__ __forceinline__ bool disentangled() const { return span > 0; }
 
+  // Where the table rows of the pair's clamped bucket start (the head's columns of both tables).
+  __device__ __forceinline__ int64_t DisentangledRow(int q, int k) const {
+    const int64_t bucket = DisentangledBucket(static_cast<int64_t>(positions[q]) - positions[k], position_buckets,
+                                              position_log_ratio) + span;
+    return (bucket < 0 ? 0 : bucket > 2 * span - 1 ? 2 * span - 1 : bucket) * hidden;
+  }
+
   // DeBERTa's terms of query q and key k in base 2: q_row (which q_multiplier brings to base 2) against
   // position_key's row of the pair's bucket, plus position_query's row against k_row. The rows are in
   // shared memory as the kernel loaded them (bias added, rotated where rotary).
   template <typename S>
   __device__ __forceinline__ float Disentangled(int q, int k, const S* q_row, float q_multiplier,
                                                 const S* k_row) const {
-    const int64_t bucket = DisentangledBucket(static_cast<int64_t>(positions[q]) - positions[k], position_buckets,
-                                              position_log_ratio) + span;
-    const int64_t row = (bucket < 0 ? 0 : bucket > 2 * span - 1 ? 2 * span - 1 : bucket) * hidden;
+    const int64_t row = DisentangledRow(q, k);
     float term = 0.0f;
     if (position_key != nullptr) {
       float dot = 0.0f;
+      BYTETX_UNROLL_4
       for (int c = 0; c < D; ++c) {
         dot += ToFloat(q_row[c]) * ToFloat(position_key[row + c]);
       }
@@ -130,6 +136,7 @@ struct ScoreTerms {
     }
     if (position_query != nullptr) {
       float dot = 0.0f;
+      BYTETX_UNROLL_4
       for (int c = 0; c < D; ++c) {
         dot += ToFloat(position_query[row + c]) * ToFloat(k_row[c]);
       }

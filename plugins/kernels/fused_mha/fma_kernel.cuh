@@ -3,6 +3,7 @@
 //   q   kFmaBlockM x D         float   queries, bias added, times scale * log2(e)
 //   k   kFmaBlockN x (D + 1)   float   one key per lane (the +1 keeps lanes on distinct banks)
 //   v   kFmaBlockN x D         float
+//   t   kFmaBlockM x kFmaBlockN  float   with the disentangled terms only: the tile's terms
 // Warp w owns query rows [4w, 4w + 4); lane j scores key j of the tile and owns output columns
 // j, j + 32, ...
 #pragma once
@@ -18,17 +19,21 @@ constexpr int kFmaRowsPerWarp = 4;
 constexpr int kFmaBlockM = kFmaRowsPerWarp * kFmaThreads / kWarpSize;
 constexpr int kFmaBlockN = kWarpSize;  // one key per lane
 // Minimum resident blocks per SM in __launch_bounds__: leaves the kernel up to 128 registers, so it
-// does not spill.
+// does not spill; with the disentangled terms (their own instance) up to 168, which their state needs.
 constexpr int kFmaMinBlocks = 4;
+constexpr int kFmaDisentangledMinBlocks = 3;
 
 template <int D>
 struct FmaConfig {
   static constexpr int kKLd = D + 1;
   static constexpr int kSharedBytes = (kFmaBlockM * D + kFmaBlockN * kKLd + kFmaBlockN * D) * 4;
+  static constexpr int kDisentangledSharedBytes = kSharedBytes + kFmaBlockM * kFmaBlockN * 4;
 };
 
-template <typename T, int D>
-__global__ void __launch_bounds__(kFmaThreads, kFmaMinBlocks) FmaMHAKernel(MHAArgs<T> args) {
+// kDisentangled: the instance that adds DeBERTa's terms (launched only with them).
+template <typename T, int D, bool kDisentangled>
+__global__ void __launch_bounds__(kFmaThreads, kDisentangled ? kFmaDisentangledMinBlocks : kFmaMinBlocks)
+    FmaMHAKernel(MHAArgs<T> args) {
   using Config = FmaConfig<D>;
   constexpr int kCols = D / kWarpSize;  // output columns per lane
   BlockTile tile;
@@ -84,13 +89,23 @@ __global__ void __launch_bounds__(kFmaThreads, kFmaMinBlocks) FmaMHAKernel(MHAAr
         s[r] += my_q[r * D + d] * k;
       }
     }
+    if (kDisentangled && terms.disentangled()) {  // uniform across the block; the queries are in base 2
+      // Through shared memory, each lane its own entries: in registers, the row loop around the
+      // products would not be unrolled and s would go to local memory.
+      float* warp_terms = v_smem + kFmaBlockN * D + warp * kFmaRowsPerWarp * kFmaBlockN;
+      for (int r = 0; r < kFmaRowsPerWarp; ++r) {
+        const int query = tile.q0 + warp * kFmaRowsPerWarp + r;
+        warp_terms[r * kFmaBlockN + lane] =
+            lane < valid && query < tile.len ? terms.Disentangled(query, k0 + lane, my_q + r * D, 1.0f, my_k) : 0.0f;
+      }
+      for (int r = 0; r < kFmaRowsPerWarp; ++r) {
+        s[r] += warp_terms[r * kFmaBlockN + lane];
+      }
+    }
     for (int r = 0; r < kFmaRowsPerWarp; ++r) {
       const int query = tile.q0 + warp * kFmaRowsPerWarp + r;
       float score = lane < valid ? s[r] : -INFINITY;
       if (terms.active() && lane < valid && query < tile.len) {
-        if (terms.disentangled()) {  // the queries are in base 2 already
-          score += terms.Disentangled(query, k0 + lane, my_q + r * D, 1.0f, my_k);
-        }
         score = terms.Apply(query, k0 + lane, score);
       }
       const float new_max = fmaxf(row_max[r], WarpMax(score));  // -inf while the window masks every key

@@ -63,6 +63,17 @@ cudaError_t LaunchAttention(Kernel kernel, const FusedMHAParams& p, int block_m,
   return LaunchKernel(kernel, grid, dim3(threads), shared_bytes, stream, args);
 }
 
+// The FMA kernel, its disentangled instance where the params have the terms.
+template <typename T, int D>
+cudaError_t LaunchFma(const FusedMHAParams& p, cudaStream_t stream) {
+  if (p.dims.position_span > 0) {
+    return LaunchAttention<T, D>(FmaMHAKernel<T, D, true>, p, kFmaBlockM, kFmaThreads,
+                                 FmaConfig<D>::kDisentangledSharedBytes, stream);
+  }
+  return LaunchAttention<T, D>(FmaMHAKernel<T, D, false>, p, kFmaBlockM, kFmaThreads, FmaConfig<D>::kSharedBytes,
+                               stream);
+}
+
 // The kernel `kernel` (kShort or kTiled, as SelectFusedMHAKernel chose) for dtype T and head size D;
 // the tiled choice runs the FMA kernel where the device has no tensor cores for T.
 template <typename T, int D>
@@ -70,7 +81,7 @@ cudaError_t LaunchTyped(const FusedMHAParams& p, FusedMHAKernel kernel, bool ten
   if constexpr (kIsFloat<T>) {
     static_cast<void>(kernel);
     static_cast<void>(tensor_cores);
-    return LaunchAttention<T, D>(FmaMHAKernel<T, D>, p, kFmaBlockM, kFmaThreads, FmaConfig<D>::kSharedBytes, stream);
+    return LaunchFma<T, D>(p, stream);
   } else {
     if (kernel == FusedMHAKernel::kShort) {
       const ShortLayout layout = MakeShortLayout(D, static_cast<int>(p.dims.seq_len), sizeof(T));
@@ -84,7 +95,7 @@ cudaError_t LaunchTyped(const FusedMHAParams& p, FusedMHAKernel kernel, bool ten
                                    stream);
     }
     if constexpr (kNeedsFma<T>) {
-      return LaunchAttention<T, D>(FmaMHAKernel<T, D>, p, kFmaBlockM, kFmaThreads, FmaConfig<D>::kSharedBytes, stream);
+      return LaunchFma<T, D>(p, stream);
     }
     return cudaErrorInvalidValue;  // unreachable: HasTensorCores(kFloat16) holds on every device
   }
