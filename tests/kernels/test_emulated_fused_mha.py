@@ -168,22 +168,32 @@ def test_launcher_refuses_a_missing_bias(lib):
     assert status == 1  # cudaErrorInvalidValue
 
 
+def launch_one_fp16_sequence(lib, positions=None, bias_table=None, num_buckets=0, max_distance=0, frequencies=None,
+                              window=-1, disentangled=NO_DISENTANGLED):
+    """The launcher's status for one float16 sequence of 4 tokens, one head of 64, with these position features."""
+    code, dt = checks.DTYPES["float16"]
+    qkv = lib.buffers.of("qkv", np.ones((4, 3 * 64), dt))
+    bias = lib.buffers.of("qkv_bias", np.zeros(3 * 64, dt))
+    cu = lib.buffers.of("cu_seqlens", np.array([0, 4], np.int32))
+    context = lib.buffers.empty("context", (4, 64), dt)
+    positions = lib.buffers.of("positions", positions) if positions is not None else None
+    bias_table = lib.buffers.of("relative_position_bias", bias_table) if bias_table is not None else None
+    return lib.call(
+        "emu_fused_mha", code, qkv, bias, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"],
+        positions, bias_table, num_buckets, max_distance, frequencies, window, *disentangled,
+    )
+
+
 @pytest.mark.parametrize(
     ("num_buckets", "max_distance", "with_positions", "with_table"),
     [(32, 128, False, True), (32, 128, True, False), (5, 128, True, True), (32, 8, True, True)],
     ids=["no_positions", "no_table", "odd_buckets", "max_distance_within_exact"],
 )
 def test_launcher_refuses_a_bad_position_bias(lib, num_buckets, max_distance, with_positions, with_table):
-    code, dt = checks.DTYPES["float16"]
-    qkv = lib.buffers.of("qkv", np.ones((4, 3 * 64), dt))
-    bias = lib.buffers.of("qkv_bias", np.zeros(3 * 64, dt))
-    cu = lib.buffers.of("cu_seqlens", np.array([0, 4], np.int32))
-    context = lib.buffers.empty("context", (4, 64), dt)
-    positions = lib.buffers.of("positions", np.arange(4, dtype=np.int32)) if with_positions else None
-    table = lib.buffers.of("relative_position_bias", np.zeros((num_buckets, 1), dt)) if with_table else None
-    status = lib.call(
-        "emu_fused_mha", code, qkv, bias, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"],
-        positions, table, num_buckets, max_distance, None, -1, *NO_DISENTANGLED,
+    status = launch_one_fp16_sequence(
+        lib, positions=np.arange(4, dtype=np.int32) if with_positions else None,
+        bias_table=np.zeros((num_buckets, 1), np.float16) if with_table else None,
+        num_buckets=num_buckets, max_distance=max_distance,
     )
     assert status == 1  # cudaErrorInvalidValue
 
@@ -191,16 +201,9 @@ def test_launcher_refuses_a_bad_position_bias(lib, num_buckets, max_distance, wi
 @pytest.mark.parametrize(("rotary", "window"), [(True, -1), (False, 4), (False, -2)],
                          ids=["rotary_without_positions", "window_without_positions", "window_below_minus_one"])
 def test_launcher_refuses_bad_position_features(lib, rotary, window):
-    code, dt = checks.DTYPES["float16"]
-    qkv = lib.buffers.of("qkv", np.ones((4, 3 * 64), dt))
-    bias = lib.buffers.of("qkv_bias", np.zeros(3 * 64, dt))
-    cu = lib.buffers.of("cu_seqlens", np.array([0, 4], np.int32))
-    context = lib.buffers.empty("context", (4, 64), dt)
-    frequencies = np.ones(32, np.float32) if rotary else None
-    positions = lib.buffers.of("positions", np.arange(4, dtype=np.int32)) if window < -1 else None
-    status = lib.call(
-        "emu_fused_mha", code, qkv, bias, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"],
-        positions, None, 0, 0, frequencies, window, *NO_DISENTANGLED,
+    status = launch_one_fp16_sequence(
+        lib, positions=np.arange(4, dtype=np.int32) if window < -1 else None,
+        frequencies=np.ones(32, np.float32) if rotary else None, window=window,
     )
     assert status == 1  # cudaErrorInvalidValue
 
@@ -211,16 +214,10 @@ def test_launcher_refuses_bad_position_features(lib, rotary, window):
     ids=["no_positions", "no_table", "negative_buckets", "span_past_int32_rows"],
 )
 def test_launcher_refuses_bad_disentangled_terms(lib, span, buckets, with_positions, terms):
-    code, dt = checks.DTYPES["float16"]
-    qkv = lib.buffers.of("qkv", np.ones((4, 3 * 64), dt))
-    bias = lib.buffers.of("qkv_bias", np.zeros(3 * 64, dt))
-    cu = lib.buffers.of("cu_seqlens", np.array([0, 4], np.int32))
-    context = lib.buffers.empty("context", (4, 64), dt)
-    positions = lib.buffers.of("positions", np.arange(4, dtype=np.int32)) if with_positions else None
-    tables = {term: lib.buffers.of(term, np.zeros((16, 64), dt)) for term in terms}
-    status = lib.call(
-        "emu_fused_mha", code, qkv, bias, cu, 1, 4, 4, 1, 64, 0.125, context, checks.MHA_KERNELS["auto"],
-        positions, None, 0, 0, None, -1, tables.get("c2p"), tables.get("p2c"), span, buckets, 32,
+    tables = {term: lib.buffers.of(term, np.zeros((16, 64), np.float16)) for term in terms}
+    status = launch_one_fp16_sequence(
+        lib, positions=np.arange(4, dtype=np.int32) if with_positions else None,
+        disentangled=(tables.get("c2p"), tables.get("p2c"), span, buckets, 32),
     )
     assert status == 1  # cudaErrorInvalidValue
 

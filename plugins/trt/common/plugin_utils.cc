@@ -155,6 +155,13 @@ Status ReadIntField(const nvinfer1::PluginField& field, int64_t* value) {
   }
 }
 
+Status ReadOptionalIntField(const nvinfer1::PluginField& field, std::optional<int64_t>* value) {
+  int64_t read = 0;
+  BYTETX_RETURN_IF_ERROR(ReadIntField(field, &read));
+  *value = read;
+  return Status::Ok();
+}
+
 Status ReadFloatField(const nvinfer1::PluginField& field, float* value) {
   BYTETX_CHECK(field.data != nullptr && field.length == 1, "field '", FieldName(field),
                "' must hold one value, but it has ", field.data == nullptr ? 0 : field.length);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,8 @@ void* NvinferSymbol(const char* name) noexcept;
 // One integer (kINT8, kINT16, kINT32 or kINT64) or one float (kFLOAT32 or kFLOAT64) plugin field, as
 // the ONNX parser (kINT32, kFLOAT32) and the Python API (NumPy's types) make them.
 Status ReadIntField(const nvinfer1::PluginField& field, int64_t* value);
+// ReadIntField into an optional attribute, set only where the field reads.
+Status ReadOptionalIntField(const nvinfer1::PluginField& field, std::optional<int64_t>* value);
 // The field's name, "" where it has none.
 inline const char* FieldName(const nvinfer1::PluginField& field) { return field.name != nullptr ? field.name : ""; }
 Status ReadFloatField(const nvinfer1::PluginField& field, float* value);

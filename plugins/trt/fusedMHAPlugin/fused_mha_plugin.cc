@@ -176,27 +176,19 @@ nvinfer1::IPluginV3* FusedMHAPluginCreator::createPlugin(const char* /*name*/,
         BYTETX_RETURN_IF_ERROR(ReadFloatField(field, &value));
         attributes.scale = value;
       } else if (name == kMaxDistanceField) {
-        int64_t value = 0;
-        BYTETX_RETURN_IF_ERROR(ReadIntField(field, &value));
-        attributes.relative_position_max_distance = value;
+        BYTETX_RETURN_IF_ERROR(ReadOptionalIntField(field, &attributes.relative_position_max_distance));
       } else if (name == kRotaryField) {
         BYTETX_RETURN_IF_ERROR(ReadFloatsField(field, &attributes.rotary_frequencies));
       } else if (name == kWindowField) {
-        int64_t value = 0;
-        BYTETX_RETURN_IF_ERROR(ReadIntField(field, &value));
-        attributes.sliding_window = value;
+        BYTETX_RETURN_IF_ERROR(ReadOptionalIntField(field, &attributes.sliding_window));
       } else if (name == kTermsField) {
         std::string text;
         BYTETX_RETURN_IF_ERROR(ReadStringField(field, &text));
         BYTETX_RETURN_IF_ERROR(ParsePositionTerms(text, &terms));
       } else if (name == kPositionBucketsField) {
-        int64_t value = 0;
-        BYTETX_RETURN_IF_ERROR(ReadIntField(field, &value));
-        attributes.position_buckets = value;
+        BYTETX_RETURN_IF_ERROR(ReadOptionalIntField(field, &attributes.position_buckets));
       } else if (name == kMaxRelativePositionsField) {
-        int64_t value = 0;
-        BYTETX_RETURN_IF_ERROR(ReadIntField(field, &value));
-        attributes.max_relative_positions = value;
+        BYTETX_RETURN_IF_ERROR(ReadOptionalIntField(field, &attributes.max_relative_positions));
       } else {
         return Status::Invalid(StrCat("unknown field '", name, "' (the fields are num_heads, scale, ",
                                       kMaxDistanceField, ", ", kRotaryField, ", ", kWindowField, ", ", kTermsField,
