@@ -27,6 +27,11 @@ class EncoderExportConfig:
     # Read off the model rather than registered: its export must be verified.
     by_structure: ClassVar[bool] = False
 
+    @classmethod
+    def refusal(cls, config: object) -> str | None:
+        """Why this model's config has a part the padding-free graph cannot run, or None."""
+        return None
+
 
 class BertExportConfig(EncoderExportConfig):
     """BERT, and the MiniLM / BGE sentence encoders built on it."""
@@ -73,6 +78,17 @@ class DebertaV2ExportConfig(EncoderExportConfig):
 
     model_type = "deberta-v2"
     inputs = ("input_ids", "attention_mask")
+
+    @classmethod
+    def refusal(cls, config: object) -> str | None:
+        kernel_size = int(getattr(config, "conv_kernel_size", 0) or 0)
+        if kernel_size > 0:
+            # The convolution mixes neighbouring tokens of the padded sequence; packed, its neighbours
+            # would come from other sequences.
+            return (f"DeBERTa-v2's ConvLayer (conv_kernel_size={kernel_size}, as in deberta-v2-xlarge and -xxlarge) "
+                    "convolves over the padded sequence next to the first layer; bytetx does not run it "
+                    "padding-free yet (models with conv_kernel_size 0, as DeBERTa-v3, are supported)")
+        return None
 
 
 class DistilBertExportConfig(EncoderExportConfig):

@@ -13,7 +13,7 @@ from typing import Literal
 import onnx
 import torch
 
-from .configs import EXPORT_CONFIGS, EncoderExportConfig, config_by_structure
+from .configs import EXPORT_CONFIGS, EncoderExportConfig, UnsupportedModelError, config_by_structure
 
 Exporter = Literal["torchscript", "dynamo"]
 AttnImplementation = Literal["eager", "sdpa"]
@@ -83,6 +83,9 @@ def load_hf_model(model_dir: str | Path, attn_implementation: AttnImplementation
     model.eval()
     export_config = EXPORT_CONFIGS.get(model_type) or config_by_structure(
         model_type, inspect.signature(model.forward).parameters, int(getattr(model.config, "type_vocab_size", 0) or 0))
+    refusal = export_config.refusal(model.config)
+    if refusal is not None:
+        raise UnsupportedModelError(f"model type '{model_type}': {refusal}")
     outputs = ("last_hidden_state",) + (("pooler_output",) if getattr(model, "pooler", None) is not None else ())
     return LoadedModel(model, model.config, export_config, export_config.inputs, outputs)
 

@@ -1,7 +1,7 @@
 """DeBERTa-v2/v3 layouts beyond the tiny model, against Hugging Face PyTorch: DeBERTa-v3's own bucketing
 (256 buckets up to 512) on sequences up to 300, DeBERTa-v2's plain clamped distances, each term alone,
-unshared position projections, absolute positions as well, head sizes 32, 64 and 40; DeBERTa v1 is
-refused by name.
+unshared position projections, absolute positions as well, head sizes 32, 64 and 40; DeBERTa v1 and
+DeBERTa-v2's ConvLayer are refused by name.
 
 Tolerance (float32): 1e-4 absolute on valid tokens, padding exactly zero (fixtures/checks.py).
 """
@@ -67,4 +67,12 @@ def test_deberta_v1_is_refused_by_name(tmp_path):
                            intermediate_size=64, relative_attention=True, pos_att_type=["p2c", "c2p"])
     AutoModel.from_config(config).save_pretrained(tmp_path)
     with pytest.raises(UnsupportedModelError, match="model type 'deberta': DeBERTa \\(v1\\) .* not supported yet"):
+        load_hf_model(tmp_path)
+
+
+def test_deberta_v2_conv_layer_is_refused_by_name(tmp_path):
+    hidden, heads, options = LAYOUTS["v3"]
+    _save(tmp_path, hidden, heads, {**options, "conv_kernel_size": 3})
+    with pytest.raises(UnsupportedModelError, match="model type 'deberta-v2': DeBERTa-v2's ConvLayer "
+                                                    "\\(conv_kernel_size=3.*not run it padding-free"):
         load_hf_model(tmp_path)
