@@ -58,11 +58,17 @@ class ModelDims:
     heads: int
     intermediate: int
     gated: bool = False  # GeGLU (ModernBERT): the up-projection is 2I wide
+    position_terms: int = 0  # DeBERTa's disentangled terms per layer: c2p, p2c, both
 
     @classmethod
     def of(cls, config: Any) -> ModelDims:
+        model_type = getattr(config, "model_type", "")
+        terms = getattr(config, "pos_att_type", None) or ()
+        terms = terms.split("|") if isinstance(terms, str) else terms
+        disentangled = model_type == "deberta-v2" and getattr(config, "relative_attention", False)
         return cls(config.num_hidden_layers, config.hidden_size, config.num_attention_heads,
-                   config.intermediate_size, getattr(config, "model_type", "") == "modernbert")
+                   config.intermediate_size, model_type == "modernbert",
+                   sum(term in ("c2p", "p2c") for term in terms) if disentangled else 0)
 
 
 def minilm_dir(_workdir: Path) -> Path:
@@ -254,8 +260,9 @@ class Batch:
 # FLOPs and the GEMM peak
 # --------------------------------------------------------------------------------------------
 
-FLOPS_FORMULA = ("per layer 2*T*H*3H + 2*T*H*H + 2*2*T*H*I (GeGLU: 2*3*T*H*I) + 2*2*sum(len^2)*H, "
-                 "T = real tokens, attention counted in full in windowed layers")
+FLOPS_FORMULA = ("per layer 2*T*H*3H + 2*T*H*H + 2*2*T*H*I (GeGLU: 2*3*T*H*I) + 2*2*sum(len^2)*H "
+                 "+ 2*sum(len^2)*H per disentangled term, T = real tokens, attention counted in full in "
+                 "windowed layers")
 
 
 def encoder_flops(lengths: Sequence[int] | np.ndarray, dims: ModelDims) -> int:
@@ -263,13 +270,15 @@ def encoder_flops(lengths: Sequence[int] | np.ndarray, dims: ModelDims) -> int:
 
     Per layer, with T = sum(lengths): QKV 2*T*H*3H + output projection 2*T*H*H + feed-forward
     2*2*T*H*I (GeGLU's H x 2I and I x H: 2*3*T*H*I), plus attention Q.K^T and P.V: 2*2*sum(len^2)*H,
-    in full also where a sliding window masks part of it (the CPU kernel computes whole rows).
+    in full also where a sliding window masks part of it (the CPU kernel computes whole rows); each of
+    DeBERTa's disentangled terms as one more dot product per pair, 2*sum(len^2)*H (its position
+    projections are constants of the exported graph).
     """
     tokens = sum(int(n) for n in lengths)
     squares = sum(int(n) ** 2 for n in lengths)
     h, i = dims.hidden, dims.intermediate
     gemms = 2 * tokens * h * 3 * h + 2 * tokens * h * h + 2 * (3 if dims.gated else 2) * tokens * h * i
-    attention = 2 * 2 * squares * h
+    attention = (2 + dims.position_terms) * 2 * squares * h
     return dims.layers * (gemms + attention)
 
 
