@@ -104,9 +104,9 @@ struct FusedMHA {
     return MakeRelativePositionBuckets(dims.num_buckets, *attributes.relative_position_max_distance);
   }
 
-  // log((max_relative_positions - 1) / (position_buckets / 2)) in float, as DisentangledBucket takes it.
-  static float PositionLogRatio(const Attributes& attributes) {
-    return DisentangledLogRatio(attributes.position_buckets.value_or(0), attributes.max_relative_positions.value_or(1));
+  // (max_relative_positions - 1) / (position_buckets / 2) in float, whose log DisentangledBucket takes.
+  static float PositionLogBase(const Attributes& attributes) {
+    return DisentangledLogBase(attributes.position_buckets.value_or(0), attributes.max_relative_positions.value_or(1));
   }
 
   static float Scale(const Attributes& attributes, int64_t head_size) {

@@ -56,7 +56,9 @@ BYTETX_HOST_DEVICE inline int32_t RelativePositionBucket(int64_t n, const Relati
 // make_log_bucket_position): distances below buckets / 2 as they are, longer ones at
 // buckets / 2 + ceil(log(|n| / mid) / log((max_positions - 1) / mid) * (mid - 1)) with their sign,
 // mid = buckets / 2, in float32 as transformers computes it; n itself where buckets is 0.
-// log_ratio is log((max_positions - 1) / mid) rounded to float.
+// log_ratio is logf(DisentangledLogBase(buckets, max_positions)), taken with the same logf as the
+// distances' (each back end its own), so that |n| = max_positions - 1 gets exactly mid - 1 log buckets
+// (transformers' log(x) / log(x)) on every device.
 BYTETX_HOST_DEVICE inline int64_t DisentangledBucket(int64_t n, int64_t buckets, float log_ratio) {
   const int64_t mid = buckets / 2;
   const int64_t distance = n < 0 ? -n : n;
@@ -68,8 +70,9 @@ BYTETX_HOST_DEVICE inline int64_t DisentangledBucket(int64_t n, int64_t buckets,
   return n < 0 ? -static_cast<int64_t>(scaled) : static_cast<int64_t>(scaled);
 }
 
-inline float DisentangledLogRatio(int64_t buckets, int64_t max_positions) {
-  return buckets == 0 ? 0.0f : logf(static_cast<float>(static_cast<double>(max_positions - 1) / (buckets / 2)));
+// (max_positions - 1) / mid in float, as DisentangledBucket divides distance max_positions - 1.
+inline float DisentangledLogBase(int64_t buckets, int64_t max_positions) {
+  return buckets == 0 ? 0.0f : static_cast<float>(max_positions - 1) / static_cast<float>(buckets / 2);
 }
 
 }  // namespace bytetx

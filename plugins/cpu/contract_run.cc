@@ -32,7 +32,7 @@ Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMH
                       relative_position_bias, buckets,
                       attributes.rotary_frequencies.empty() ? nullptr : attributes.rotary_frequencies.data(),
                       attributes.sliding_window.value_or(-1), position_key, position_query,
-                      attributes.position_buckets.value_or(0), contract::FusedMHA::PositionLogRatio(attributes)},
+                      attributes.position_buckets.value_or(0), contract::FusedMHA::PositionLogBase(attributes)},
                      parallel_for);
 }
 

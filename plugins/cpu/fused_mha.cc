@@ -157,13 +157,14 @@ RotaryTable BuildRotaryTable(const FusedMHAParams& p) {
 struct DisentangledIndex {
   std::vector<int32_t> index;
   int64_t reach = 0;
+  float log_ratio = 0.0f;  // logf(position_log_base), as DisentangledBucket takes it
 
   int64_t Of(const FusedMHAParams& p, int64_t n) const {
     if (!index.empty()) {
       return index[n + reach];
     }
     const int64_t span = p.dims.position_span;
-    return std::clamp<int64_t>(DisentangledBucket(n, p.position_buckets, p.position_log_ratio) + span, 0, 2 * span - 1);
+    return std::clamp<int64_t>(DisentangledBucket(n, p.position_buckets, log_ratio) + span, 0, 2 * span - 1);
   }
 };
 
@@ -172,6 +173,7 @@ DisentangledIndex BuildDisentangledIndex(const FusedMHAParams& p) {
   if (p.dims.position_span == 0) {
     return table;
   }
+  table.log_ratio = p.position_buckets > 0 ? logf(p.position_log_base) : 0.0f;
   int64_t reach = 0;
   for (int64_t b = 0; b < p.dims.batch; ++b) {
     const int32_t* begin = p.positions + p.cu_seqlens[b];
@@ -189,7 +191,7 @@ DisentangledIndex BuildDisentangledIndex(const FusedMHAParams& p) {
   const int64_t span = p.dims.position_span;
   for (int64_t n = -reach; n <= reach; ++n) {
     table.index[n + reach] = static_cast<int32_t>(
-        std::clamp<int64_t>(DisentangledBucket(n, p.position_buckets, p.position_log_ratio) + span, 0, 2 * span - 1));
+        std::clamp<int64_t>(DisentangledBucket(n, p.position_buckets, table.log_ratio) + span, 0, 2 * span - 1));
   }
   return table;
 }

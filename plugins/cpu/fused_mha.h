@@ -39,7 +39,7 @@ struct FusedMHAParams {
   const float* position_key = nullptr;    // [2 span, H]
   const float* position_query = nullptr;  // [2 span, H]
   int64_t position_buckets = 0;           // 0: the distances themselves
-  float position_log_ratio = 0.0f;        // DisentangledLogRatio
+  float position_log_base = 0.0f;         // DisentangledLogBase
 };
 
 // Each sequence's output depends only on that sequence: not on the batch around it, the thread

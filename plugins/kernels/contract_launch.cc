@@ -40,7 +40,7 @@ Status RunFusedMHA(const contract::FusedMHA::Dims& dims, const contract::FusedMH
                               position_key,
                               position_query,
                               attributes.position_buckets.value_or(0),
-                              contract::FusedMHA::PositionLogRatio(attributes)};
+                              contract::FusedMHA::PositionLogBase(attributes)};
   return CheckedLaunch(CheckFusedMHAParams, LaunchFusedMHA, params, stream, "launching the FusedMHA kernel");
 }
 

@@ -82,7 +82,7 @@ bytetx::cuda::FusedMHAParams MhaParams(int dtype, const void* qkv, const void* b
     p.position_key = f.position_key;
     p.position_query = f.position_query;
     p.position_buckets = f.position_buckets;
-    p.position_log_ratio = bytetx::DisentangledLogRatio(f.position_buckets, f.max_relative_positions);
+    p.position_log_base = bytetx::DisentangledLogBase(f.position_buckets, f.max_relative_positions);
   }
   if (f.num_buckets > 0 || f.rotary_frequencies != nullptr || f.sliding_window >= 0 || f.position_span > 0) {
     p.positions = f.positions;

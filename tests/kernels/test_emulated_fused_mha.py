@@ -210,8 +210,9 @@ def test_launcher_refuses_bad_position_features(lib, rotary, window):
 
 @pytest.mark.parametrize(
     ("span", "buckets", "with_positions", "terms"),
-    [(8, 8, False, ("c2p", "p2c")), (8, 8, True, ()), (8, -2, True, ("c2p",)), (2**30, 0, True, ("p2c",))],
-    ids=["no_positions", "no_table", "negative_buckets", "span_past_int32_rows"],
+    [(8, 8, False, ("c2p", "p2c")), (8, 8, True, ()), (8, -2, True, ("c2p",)), (8, 2, True, ("c2p",)),
+     (8, 7, True, ("p2c",)), (2**30, 0, True, ("p2c",))],
+    ids=["no_positions", "no_table", "negative_buckets", "two_buckets", "odd_buckets", "span_past_int32_rows"],
 )
 def test_launcher_refuses_bad_disentangled_terms(lib, span, buckets, with_positions, terms):
     tables = {term: lib.buffers.of(term, np.zeros((16, 64), np.float16)) for term in terms}

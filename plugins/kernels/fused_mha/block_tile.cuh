@@ -45,7 +45,7 @@ struct MHAArgs {
   const T* position_query;      // [2 * span, hidden]
   int32_t position_span;
   int32_t position_buckets;
-  float position_log_ratio;
+  float position_log_base;
 };
 
 // The part of the grid one block owns.
@@ -105,7 +105,8 @@ struct ScoreTerms {
         hidden(args.hidden),
         span(args.positions == nullptr ? 0 : args.position_span),
         position_buckets(args.position_buckets),
-        position_log_ratio(args.position_log_ratio),
+        // The device's own logf, as for the distances (relative_position.h).
+        position_log_ratio(args.position_buckets > 0 ? logf(args.position_log_base) : 0.0f),
         scale_log2(args.scale_log2) {}
 
   __device__ __forceinline__ bool active() const { return positions != nullptr; }

@@ -103,9 +103,11 @@ const char* CheckFusedMHAParams(const FusedMHAParams& p) {
     return "rotary embeddings and the sliding window need positions";
   }
   if (p.dims.position_span != 0) {
-    if (p.dims.position_span < 1 || p.dims.position_span > INT32_MAX / 2 || p.position_buckets < 0 ||
-        p.position_buckets > INT32_MAX || (p.position_buckets > 0 && !(p.position_log_ratio > 0.0f))) {
-      return "the disentangled terms need 1 <= span <= 2^30 - 1 and position_buckets 0 or with its log ratio";
+    if (p.dims.position_span < 1 || p.dims.position_span > INT32_MAX / 2 ||
+        (p.position_buckets != 0 && (p.position_buckets < 4 || p.position_buckets % 2 != 0 ||
+                                     p.position_buckets > INT32_MAX || !(p.position_log_base > 1.0f)))) {
+      return "the disentangled terms need 1 <= span <= 2^30 - 1 and position_buckets 0, or even in [4, 2^31 - 1] "
+             "with a log base above 1";
     }
     if (p.dims.num_tokens > 0 &&
         (p.positions == nullptr || (p.position_key == nullptr && p.position_query == nullptr))) {

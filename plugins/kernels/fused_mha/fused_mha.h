@@ -53,7 +53,7 @@ struct FusedMHAParams {
   const void* position_key = nullptr;    // [2 * span, hidden] of dtype
   const void* position_query = nullptr;  // [2 * span, hidden] of dtype
   int64_t position_buckets = 0;          // 0: the distances themselves
-  float position_log_ratio = 0.0f;       // DisentangledLogRatio
+  float position_log_base = 0.0f;        // DisentangledLogBase
   FusedMHAKernel kernel = FusedMHAKernel::kAuto;
 };
 

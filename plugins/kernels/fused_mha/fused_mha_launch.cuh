@@ -54,7 +54,7 @@ cudaError_t LaunchAttention(Kernel kernel, const FusedMHAParams& p, int block_m,
   args.position_query = disentangled ? static_cast<const T*>(p.position_query) : nullptr;
   args.position_span = disentangled ? static_cast<int32_t>(p.dims.position_span) : 0;
   args.position_buckets = static_cast<int32_t>(p.position_buckets);
-  args.position_log_ratio = p.position_log_ratio;
+  args.position_log_base = p.position_log_base;
   const cudaError_t status = AllowDynamicSharedMemory(kernel, shared_bytes);
   if (status != cudaSuccess) {
     return status;
