@@ -80,12 +80,18 @@ class TensorRTFlavour(GraphPass):
                 added = _add_num_tokens_output(node, names, remove_padding_count)
                 if added:
                     changes.append(f"size tensor output '{added}'")
-            elif is_bytetx(node, ops.FUSED_MHA) and "position_buckets" in node.attrs:
-                terms = _gap_free_position_tables(node)
-                if terms:
-                    changes.append(f"{_POSITION_TERMS_ATTRIBUTE} {terms}")
             elif is_bytetx(node, ops.FUSED_MHA):
-                _check_fused_mha_inputs(node)
+                if "position_buckets" in node.attrs:
+                    terms = _gap_free_position_tables(node)
+                    if terms:
+                        changes.append(f"{_POSITION_TERMS_ATTRIBUTE} {terms}")
+                else:
+                    _check_fused_mha_inputs(node)
+                if not node.inputs[1].name:
+                    raise RewriteError(
+                        f"{describe(node)} has no qkv_bias; the op requires it (docs/ops.md): rewrite the model "
+                        "again with this version of bytetx"
+                    )
             if changes:
                 report.add(f"{describe(node)}: {', '.join(changes)}")
         return report
@@ -170,8 +176,6 @@ def _gap_free_position_tables(node: gs.Node) -> str | None:
             f"{', '.join(repr(name) for name in given)}; the op takes positions, no relative_position_bias, and "
             "position_key, position_query or both with it (docs/ops.md)"
         )
-    if not given[1]:
-        raise RewriteError(f"{describe(node)} has no qkv_bias; the op requires it (docs/ops.md)")
     terms = "|".join(term for term, _ in present)
     for index in reversed(range(5, len(node.inputs))):  # in place: the list keeps the tensors' consumers
         if not node.inputs[index].name:
@@ -197,11 +201,6 @@ def _check_fused_mha_inputs(node: gs.Node) -> None:
             f"{describe(node)} has inputs {', '.join(repr(name) for name in given)}; with its attributes the "
             f"plugin takes {', '.join(expected)} (positions with relative_position_max_distance, "
             "rotary_frequencies or sliding_window; relative_position_bias with the first)"
-        )
-    if not node.inputs[1].name:
-        raise RewriteError(
-            f"{describe(node)} has no qkv_bias; the op requires it (docs/ops.md): rewrite the model "
-            "again with this version of bytetx"
         )
 
 
